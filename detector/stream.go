@@ -53,6 +53,8 @@ type Stream struct {
 	primed bool
 	// Counter scores the per-second rate instead of the value.
 	Counter bool
+	// Observed is the last value handed to the model: the sample value, or the rate of a counter.
+	Observed float64
 }
 
 // Push feeds one raw sample. The Result is meaningful only when the Outcome is Scored.
@@ -77,7 +79,7 @@ func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Out
 		}
 	}
 	if !st.Counter {
-		st.lastT, st.lastV, st.primed = t, v, true
+		st.lastT, st.lastV, st.primed, st.Observed = t, v, true, v
 		return st.Model.Observe(t, v, s), Scored
 	}
 	prevT, prevV, primed := st.lastT, st.lastV, st.primed
@@ -89,5 +91,6 @@ func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Out
 		return model.Result{}, SkipCounterReset
 	}
 	rate := (v - prevV) / (float64(t-prevT) / 1000)
+	st.Observed = rate
 	return st.Model.Observe(t, rate, s), Scored
 }

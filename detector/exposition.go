@@ -1,0 +1,198 @@
+package detector
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// MetricLabel is the label that carries the scored series' metric name on every output series,
+// so that one alert rule covers every scored metric and a dashboard can select by metric.
+const MetricLabel = "anomaly_metric"
+
+// exportedPrefix renames an input label that collides with one of ours, as Prometheus renames a
+// scraped label that collides with a target label.
+const exportedPrefix = "exported_"
+
+// family is one output metric family and how to read its value from an entry.
+type family struct {
+	name, help string
+	value      func(e *entry) float64
+}
+
+var families = []family{
+	{"anomaly_score", "Anomaly score of the last sample: 0 at the expected value, 1 at the edge of the normal band, above 1 outside it.",
+		func(e *entry) float64 { return e.res.Score }},
+	{"anomaly_value", "The last value scored: the sample value, or the per-second rate for counters.",
+		func(e *entry) float64 { return e.stream.Observed }},
+	{"anomaly_expected", "What the baseline expected at the time of the last sample.",
+		func(e *entry) float64 { return e.res.Expected }},
+	{"anomaly_lower", "Lower edge of the normal band at the time of the last sample.",
+		func(e *entry) float64 { return e.res.Lower }},
+	{"anomaly_upper", "Upper edge of the normal band at the time of the last sample.",
+		func(e *entry) float64 { return e.res.Upper }},
+	{"anomaly_learning", "1 while the series' baseline has not yet covered its learning period, else 0.",
+		func(e *entry) float64 {
+			if e.res.Learning {
+				return 1
+			}
+			return 0
+		}},
+}
+
+// snap is what the exposition copies out of a shard under its lock.
+type snap struct {
+	labels labels.Labels
+	value  float64
+	odd    bool
+}
+
+// WriteScores writes the output series of every live series in the Prometheus text format
+// (version 0.0.4). Each family is written whole before the next, a shard at a time: the shard's
+// lock is held only while its values are copied, never while writing to w.
+func (s *Store) WriteScores(w io.Writer) error {
+	rs := s.opts.Load()
+	now := s.now().Unix()
+	staleCutoff := int64(-1 << 62)
+	if rs.StaleAfter > 0 {
+		staleCutoff = now - int64(rs.StaleAfter.Seconds())
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var (
+		snaps []snap
+		line  []byte
+	)
+	for _, f := range families {
+		line = append(line[:0], "# HELP "...)
+		line = append(line, f.name...)
+		line = append(line, ' ')
+		line = append(line, f.help...)
+		line = append(line, "\n# TYPE "...)
+		line = append(line, f.name...)
+		line = append(line, " gauge\n"...)
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		for k := range s.shards {
+			snaps = s.shards[k].snapshot(snaps[:0], f.value, staleCutoff)
+			for i := range snaps {
+				line = appendSeriesLine(line[:0], f.name, &snaps[i])
+				if _, err := bw.Write(line); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return bw.Flush()
+}
+
+func (sh *shard) snapshot(dst []snap, value func(*entry) float64, staleCutoff int64) []snap {
+	const want = flagInUse | flagLive | flagHasResult
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := int32(0); i < sh.used; i++ {
+		e := sh.at(i)
+		if e.flags&want != want || int64(e.lastSeen) < staleCutoff {
+			continue
+		}
+		dst = append(dst, snap{labels: e.labels, value: value(e), odd: e.flags&flagOddNames != 0})
+	}
+	return dst
+}
+
+// appendSeriesLine writes `name{labels,anomaly_metric="..."} value\n`: the input labels less
+// __name__, an input label named like ours renamed with the exported_ prefix (repeatedly, until
+// it is unique), and names that the text format cannot carry sanitised to underscores.
+func appendSeriesLine(b []byte, name string, sn *snap) []byte {
+	b = append(b, name...)
+	b = append(b, '{')
+	metric := ""
+	sn.labels.Range(func(l labels.Label) {
+		if l.Name == labels.MetricName {
+			metric = l.Value
+			return
+		}
+		ln := l.Name
+		if ln == MetricLabel || hasPrefixExported(ln) {
+			ln = exportedName(ln)
+		}
+		if sn.odd {
+			b = appendSanitisedName(b, ln)
+		} else {
+			b = append(b, ln...)
+		}
+		b = append(b, '=')
+		b = appendQuoted(b, l.Value)
+		b = append(b, ',')
+	})
+	b = append(b, MetricLabel...)
+	b = append(b, '=')
+	b = appendQuoted(b, metric)
+	b = append(b, "} "...)
+	b = strconv.AppendFloat(b, sn.value, 'g', -1, 64)
+	return append(b, '\n')
+}
+
+func hasPrefixExported(n string) bool {
+	return len(n) > len(exportedPrefix) && n[:len(exportedPrefix)] == exportedPrefix
+}
+
+// exportedName resolves collisions deterministically: our label keeps its name; an input label
+// named anomaly_metric becomes exported_anomaly_metric, and an input label already named
+// exported_anomaly_metric is pushed one prefix further, so no two output labels share a name.
+func exportedName(n string) string {
+	// Strip the prefixes to find the base; only names that end in our label collide.
+	base := n
+	for hasPrefixExported(base) {
+		base = base[len(exportedPrefix):]
+	}
+	if base != MetricLabel {
+		return n
+	}
+	return exportedPrefix + n
+}
+
+func appendQuoted(b []byte, v string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, `\\`...)
+		case '"':
+			b = append(b, `\"`...)
+		case '\n':
+			b = append(b, `\n`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// legacyName reports whether n is a label name the classic text format can carry.
+func legacyName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func appendSanitisedName(b []byte, n string) []byte {
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			b = append(b, c)
+		} else {
+			b = append(b, '_')
+		}
+	}
+	return b
+}

@@ -1,0 +1,402 @@
+// Package detector keeps one baseline per received series and scores every sample against it:
+// the sharded series store, the per-series stream (counters to rates), and the exposition of the
+// scores. It knows nothing of HTTP or flags; the server feeds it batches and serves what it writes.
+package detector
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/anomaly-exporter/anomaly_exporter/batch"
+	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
+)
+
+// Matcher picks the rule that scores a series. The config package's Config implements it; the
+// detector takes the interface so that it does not depend on the file format.
+type Matcher interface {
+	// Match returns the index of the first rule whose selector matches the sorted labels.
+	Match(lbls []batch.Label) (rule int, ok bool)
+}
+
+// Options are the parts of the configuration the store acts on. They can be replaced at run time
+// with SetOptions (a config reload).
+type Options struct {
+	// Rules selects the series to score; Settings[i] are the settings of rule i.
+	Rules    Matcher
+	Settings []model.Settings
+	// MaxSeries bounds the series tracked; new series beyond it are not tracked (counted).
+	MaxSeries int
+	// StaleAfter hides a series from the exposition when no sample came for this long.
+	StaleAfter time.Duration
+	// SeriesExpiry forgets a series (model and labels) when no sample came for this long.
+	SeriesExpiry time.Duration
+}
+
+const (
+	shardBits = 8
+	numShards = 1 << shardBits
+	// Entries live in fixed-size chunks so that growing a shard never copies a million models.
+	chunkBits = 8
+	chunkSize = 1 << chunkBits
+)
+
+// Store is the set of tracked series with their models and last results. It is safe for
+// concurrent use: ingestion takes one shard lock per series, the exposition copies a shard at a
+// time, so neither stops the other for long.
+type Store struct {
+	shards  [numShards]shard
+	opts    atomic.Pointer[ruleSet]
+	series  atomic.Int64
+	metrics *storeMetrics
+	// now is the wall clock, used only for liveness (stale_after, series_expiry), never for
+	// scoring. Tests replace it.
+	now func() time.Time
+}
+
+// ruleSet is one generation of Options with what the hot path derives from them.
+type ruleSet struct {
+	Options
+	fingerprints []uint64
+	gen          uint32
+}
+
+type shard struct {
+	mu     sync.Mutex
+	index  map[uint64]int32
+	chunks [][]entry
+	free   []int32
+	used   int32 // high-water mark of entry slots
+}
+
+// entry flags.
+const (
+	flagLive      = 1 << iota // not ended by a stale marker
+	flagHasResult             // at least one sample scored since creation or model reset
+	flagOddNames              // a label name needs sanitising in the exposition
+	flagInUse                 // the slot holds a series
+)
+
+type entry struct {
+	labels   labels.Labels
+	hash     uint64
+	fp       uint64 // fingerprint of the settings the model was learned with
+	next     int32  // next entry with the same hash, -1 at the end
+	rule     uint16
+	flags    uint8
+	gen      uint32
+	lastSeen uint32 // wall-clock unix seconds of the last sample received
+	res      model.Result
+	stream   Stream
+}
+
+// NewStore returns an empty store with the given options, registering its metrics with reg.
+func NewStore(opts Options, reg prometheus.Registerer) *Store {
+	s := &Store{metrics: newStoreMetrics(reg), now: time.Now}
+	for i := range s.shards {
+		s.shards[i].index = make(map[uint64]int32)
+	}
+	s.SetOptions(opts)
+	s.metrics.series.Set(0)
+	return s
+}
+
+// SetOptions installs new options. Series whose rule settings did not change keep their models;
+// the others start over on their next sample, and series no rule selects any more are dropped then.
+func (s *Store) SetOptions(opts Options) {
+	rs := &ruleSet{Options: opts, fingerprints: make([]uint64, len(opts.Settings))}
+	for i := range opts.Settings {
+		rs.fingerprints[i] = settingsFingerprint(&opts.Settings[i])
+	}
+	if old := s.opts.Load(); old != nil {
+		rs.gen = old.gen + 1
+	}
+	s.opts.Store(rs)
+}
+
+func settingsFingerprint(st *model.Settings) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	var b [8]byte
+	put := func(u uint64) {
+		for i := range b {
+			b[i] = byte(u >> (8 * i))
+		}
+		_, _ = d.Write(b[:])
+	}
+	put(uint64(st.Seasonality))
+	put(math.Float64bits(st.Sensitivity))
+	put(uint64(st.Direction))
+	put(math.Float64bits(st.MinAbsDeviation))
+	put(math.Float64bits(st.MinRelDeviation))
+	put(uint64(st.LearningPeriod))
+	return d.Sum64()
+}
+
+// hashLabels hashes the labels as they arrived, without building anything.
+func hashLabels(ls []batch.Label) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	sep := []byte{0xff}
+	for i := range ls {
+		_, _ = d.WriteString(ls[i].Name)
+		_, _ = d.Write(sep)
+		_, _ = d.WriteString(ls[i].Value)
+		_, _ = d.Write(sep)
+	}
+	return d.Sum64()
+}
+
+func equalLabels(stored labels.Labels, ls []batch.Label) bool {
+	if stored.Len() != len(ls) {
+		return false
+	}
+	i, eq := 0, true
+	stored.Range(func(l labels.Label) {
+		if eq && (l.Name != ls[i].Name || l.Value != ls[i].Value) {
+			eq = false
+		}
+		i++
+	})
+	return eq
+}
+
+func (sh *shard) at(i int32) *entry {
+	return &sh.chunks[i>>chunkBits][i&(chunkSize-1)]
+}
+
+func (sh *shard) lookup(h uint64, ls []batch.Label) *entry {
+	i, ok := sh.index[h]
+	if !ok {
+		return nil
+	}
+	for i >= 0 {
+		e := sh.at(i)
+		if equalLabels(e.labels, ls) {
+			return e
+		}
+		i = e.next
+	}
+	return nil
+}
+
+// insert copies the labels (they alias the request buffer) into a new entry.
+func (sh *shard) insert(h uint64, ls []batch.Label) *entry {
+	var i int32
+	if n := len(sh.free); n > 0 {
+		i = sh.free[n-1]
+		sh.free = sh.free[:n-1]
+	} else {
+		i = sh.used
+		sh.used++
+		if int(i>>chunkBits) == len(sh.chunks) {
+			sh.chunks = append(sh.chunks, make([]entry, chunkSize))
+		}
+	}
+	b := labels.NewScratchBuilder(len(ls))
+	odd := false
+	for _, l := range ls {
+		b.Add(l.Name, l.Value)
+		if !legacyName(l.Name) {
+			odd = true
+		}
+	}
+	e := sh.at(i)
+	*e = entry{labels: b.Labels(), hash: h, next: -1, flags: flagInUse | flagLive}
+	if odd {
+		e.flags |= flagOddNames
+	}
+	if head, ok := sh.index[h]; ok {
+		e.next = head
+	}
+	sh.index[h] = i
+	return e
+}
+
+// remove unlinks entry i from its hash chain and frees its slot.
+func (sh *shard) remove(i int32) {
+	e := sh.at(i)
+	if head := sh.index[e.hash]; head == i {
+		if e.next >= 0 {
+			sh.index[e.hash] = e.next
+		} else {
+			delete(sh.index, e.hash)
+		}
+	} else {
+		for p := sh.at(head); p.next >= 0; p = sh.at(p.next) {
+			if p.next == i {
+				p.next = e.next
+				break
+			}
+		}
+	}
+	*e = entry{}
+	sh.free = append(sh.free, i)
+}
+
+func (sh *shard) indexOf(e *entry) int32 {
+	i, p := sh.index[e.hash], (*entry)(nil)
+	for i >= 0 {
+		if p = sh.at(i); p == e {
+			return i
+		}
+		i = p.next
+	}
+	return -1
+}
+
+// isCounter says whether a series is scored on its rate. Metadata wins; without it the naming
+// conventions decide. Histogram and summary parts (_count, _sum, _bucket) are counters, summary
+// quantiles and gauge histograms are not.
+func isCounter(t batch.MetricType, name string) bool {
+	switch t {
+	case batch.Counter:
+		return true
+	case batch.Gauge, batch.GaugeHistogram, batch.Info, batch.StateSet:
+		return false
+	case batch.Histogram, batch.Summary:
+		return hasSuffix(name, "_count") || hasSuffix(name, "_sum") || hasSuffix(name, "_bucket")
+	}
+	return hasSuffix(name, "_total") || hasSuffix(name, "_count") || hasSuffix(name, "_sum") || hasSuffix(name, "_bucket")
+}
+
+func hasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
+
+func metricName(ls []batch.Label) string {
+	for _, l := range ls {
+		if l.Name == labels.MetricName {
+			return l.Value
+		}
+	}
+	return ""
+}
+
+// appendStats are the counts of one Append, added to the metrics once per batch.
+type appendStats struct {
+	outcomes                  [numOutcomes]int
+	noRule, overLimit, histos int
+	created, dropped          int
+}
+
+// Append scores every float sample of the batch. It implements batch.Appender. It never fails:
+// samples it does not score are counted by reason, and the sender is told they were accepted.
+func (s *Store) Append(b *batch.Batch) error {
+	start := time.Now()
+	rs := s.opts.Load()
+	now := uint32(s.now().Unix())
+	var st appendStats
+	for i := range b.Series {
+		s.appendSeries(rs, &b.Series[i], now, &st)
+	}
+	s.metrics.observe(&st, time.Since(start), s.series.Load())
+	return nil
+}
+
+func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *appendStats) {
+	st.histos += ser.Histograms
+	if len(ser.Samples) == 0 {
+		return
+	}
+	h := hashLabels(ser.Labels)
+	sh := &s.shards[h>>(64-shardBits)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.lookup(h, ser.Labels)
+	switch {
+	case e == nil:
+		rule, ok := rs.Rules.Match(ser.Labels)
+		if !ok {
+			st.noRule += len(ser.Samples)
+			return
+		}
+		if rs.MaxSeries > 0 && s.series.Load() >= int64(rs.MaxSeries) {
+			st.overLimit += len(ser.Samples)
+			return
+		}
+		e = sh.insert(h, ser.Labels)
+		s.series.Add(1)
+		st.created++
+		e.rule, e.gen, e.fp = uint16(rule), rs.gen, rs.fingerprints[rule]
+		e.stream.Counter = isCounter(ser.Type, metricName(ser.Labels))
+	case e.gen != rs.gen:
+		rule, ok := rs.Rules.Match(ser.Labels)
+		if !ok {
+			sh.remove(sh.indexOf(e))
+			s.series.Add(-1)
+			st.dropped++
+			st.noRule += len(ser.Samples)
+			return
+		}
+		if fp := rs.fingerprints[rule]; fp != e.fp {
+			e.stream = Stream{Counter: e.stream.Counter}
+			e.flags &^= flagHasResult
+			e.fp = fp
+		}
+		e.rule, e.gen = uint16(rule), rs.gen
+	}
+	set := &rs.Settings[e.rule]
+	e.lastSeen = now
+	for _, smp := range ser.Samples {
+		r, o := e.stream.Push(smp.T, smp.V, set)
+		st.outcomes[o]++
+		switch o {
+		case Scored:
+			e.res = r
+			e.flags |= flagHasResult | flagLive
+		case Stale:
+			e.flags &^= flagLive
+		}
+	}
+}
+
+// Len is the number of series tracked.
+func (s *Store) Len() int { return int(s.series.Load()) }
+
+// Lookup returns the last result of a series and whether it has one; for tests and tools.
+func (s *Store) Lookup(lbls labels.Labels) (model.Result, bool) {
+	ls := make([]batch.Label, 0, lbls.Len())
+	lbls.Range(func(l labels.Label) { ls = append(ls, batch.Label{Name: l.Name, Value: l.Value}) })
+	h := hashLabels(ls)
+	sh := &s.shards[h>>(64-shardBits)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.lookup(h, ls)
+	if e == nil || e.flags&flagHasResult == 0 {
+		return model.Result{}, false
+	}
+	return e.res, true
+}
+
+// Expire forgets the series that received no sample for the series expiry, returning how many.
+// The server calls it periodically; it takes each shard's lock in turn.
+func (s *Store) Expire() int {
+	rs := s.opts.Load()
+	if rs.SeriesExpiry <= 0 {
+		return 0
+	}
+	cutoff := s.now().Add(-rs.SeriesExpiry).Unix()
+	n := 0
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		for i := int32(0); i < sh.used; i++ {
+			e := sh.at(i)
+			if e.flags&flagInUse != 0 && int64(e.lastSeen) < cutoff {
+				sh.remove(i)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	s.series.Add(-int64(n))
+	s.metrics.expired.Add(float64(n))
+	s.metrics.series.Set(float64(s.series.Load()))
+	return n
+}
