@@ -19,6 +19,9 @@ type Point struct {
 	Outcome detector.Outcome
 	// Result is the detector's verdict; meaningful only when Outcome is detector.Scored.
 	Result model.Result
+	// Observed is what the model saw when scored: the value, or a counter's per-second rate, the
+	// unit Expected, Lower and Upper are in.
+	Observed float64
 }
 
 // Scored reports whether the detector scored the point. Skipped points (duplicates, NaN, the
@@ -41,7 +44,11 @@ func NewReplayer(counter bool, settings *model.Settings) *Replayer {
 // Push scores one row against what the series has learned so far, then learns it.
 func (r *Replayer) Push(row Row) Point {
 	res, out := r.stream.Push(row.T, row.V, r.settings)
-	return Point{Row: row, Outcome: out, Result: res}
+	p := Point{Row: row, Outcome: out, Result: res, Observed: math.NaN()}
+	if out == detector.Scored {
+		p.Observed = r.stream.Observed
+	}
+	return p
 }
 
 // Header is the column row of a backtest's output.
