@@ -1,0 +1,757 @@
+package remotewrite
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/anomaly-exporter/anomaly_exporter/batch"
+)
+
+// This file decodes the two remote-write protobuf messages straight from the wire format into a
+// pooled batch.Batch. The generated gogo types allocate a string per label and a slice per series;
+// here every label string aliases the decoded request buffer (unsafe.String) and all labels and
+// samples of a request live in two arenas that are reused from request to request, so a decode
+// in steady state allocates nothing.
+//
+// Field numbers, from prompb/remote.proto, prompb/types.proto and
+// prompb/io/prometheus/write/v2/types.proto:
+//
+//	prometheus.WriteRequest         timeseries=1 metadata=3
+//	prometheus.TimeSeries           labels=1 samples=2 exemplars=3 histograms=4
+//	prometheus.Label                name=1 value=2
+//	prometheus.Sample               value=1 (double) timestamp=2 (int64)
+//	prometheus.MetricMetadata       type=1 metric_family_name=2
+//	io.prometheus.write.v2.Request  symbols=4 timeseries=5
+//	...v2.TimeSeries                labels_refs=1 samples=2 histograms=3 exemplars=4 metadata=5
+//	...v2.Sample                    value=1 timestamp=2
+//	...v2.Metadata                  type=1 help_ref=3 unit_ref=4
+
+// metricNameLabel is the label that carries the metric name.
+const metricNameLabel = "__name__"
+
+// reason says why the samples of a series were rejected; it is the reason label of
+// samples_rejected_total.
+type reason uint8
+
+const (
+	reasonMissingMetricName reason = iota
+	reasonEmptyLabelName
+	reasonDuplicateLabelName
+	reasonInvalidUTF8
+	reasonTooManyLabels
+	reasonLabelNameTooLong
+	reasonLabelValueTooLong
+	reasonTooManySeries
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	reasonMissingMetricName:  "missing_metric_name",
+	reasonEmptyLabelName:     "empty_label_name",
+	reasonDuplicateLabelName: "duplicate_label_name",
+	reasonInvalidUTF8:        "invalid_utf8",
+	reasonTooManyLabels:      "too_many_labels",
+	reasonLabelNameTooLong:   "label_name_too_long",
+	reasonLabelValueTooLong:  "label_value_too_long",
+	reasonTooManySeries:      "too_many_series",
+}
+
+func (r reason) String() string { return reasonNames[r] }
+
+// errMalformed marks a request that can never be decoded: bad protobuf, broken symbol table.
+// Nothing of such a request is appended.
+var errMalformed = errors.New("malformed request")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errMalformed}, args...)...)
+}
+
+func wireError(what string, n int) error {
+	return malformed("%s: %v", what, protowire.ParseError(n))
+}
+
+func wireTypeError(what string, typ protowire.Type) error {
+	return malformed("%s: unexpected wire type %d", what, typ)
+}
+
+// limits are the per-series and per-request limits of Options; 0 means unlimited.
+type limits struct {
+	maxLabels, maxNameLen, maxValueLen, maxSeries int
+}
+
+// span locates one kept series in the label and sample arenas while decoding; the arenas may still
+// grow (and move), so the series' slices are only cut from them when the request is complete.
+type span struct {
+	lo, hi, slo, shi int
+	name             string // value of __name__, for the RW 1.0 metadata lookup
+}
+
+// metaEntry is one RW 1.0 metric family's type.
+type metaEntry struct {
+	name string
+	typ  batch.MetricType
+}
+
+// rejection describes the first series rejected in a request, for the one-line response body.
+type rejection struct {
+	reason reason
+	metric string // __name__ of the series if known; aliases the buffer
+	label  string // offending label name if any; aliases the buffer
+}
+
+// decoder holds everything one request needs and is reused through a sync.Pool. The label strings
+// of b alias buf, so b is valid until the decoder is reused.
+type decoder struct {
+	lim limits
+
+	body []byte // the request body as read (compressed)
+	buf  []byte // the decoded protobuf message
+
+	b       batch.Batch
+	labels  []batch.Label
+	samples []batch.Sample
+	spans   []span
+	symbols []string
+	meta    []metaEntry
+
+	// Per request: how many series the request had, and what was rejected per reason.
+	seriesTotal     int
+	rejectedSeries  int
+	rejectedSamples [numReasons]int // float and histogram samples
+	first           rejection
+}
+
+// reset prepares the decoder for a new request, keeping every buffer's capacity.
+func (d *decoder) reset() {
+	d.b.Series = d.b.Series[:0]
+	d.labels = d.labels[:0]
+	d.samples = d.samples[:0]
+	d.spans = d.spans[:0]
+	d.symbols = d.symbols[:0]
+	d.meta = d.meta[:0]
+	d.seriesTotal = 0
+	d.rejectedSeries = 0
+	d.rejectedSamples = [numReasons]int{}
+	d.first = rejection{}
+}
+
+// rejectedTotal returns the number of samples rejected by the last decode, over all reasons.
+func (d *decoder) rejectedTotal() int {
+	n := 0
+	for _, c := range d.rejectedSamples {
+		n += c
+	}
+	return n
+}
+
+// alias returns b as a string without copying. The string is valid as long as the decode buffer is.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// consumeTag is protowire.ConsumeTag with a fast path for one-byte tags (field numbers below 16),
+// which are all the tags of the remote-write messages.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 8 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+// consumeVarint is protowire.ConsumeVarint with a fast path for one-byte values.
+func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return protowire.ConsumeVarint(b)
+}
+
+// consumeBytes is protowire.ConsumeBytes with a fast path for lengths below 128.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		if l := int(b[0]) + 1; l <= len(b) {
+			return b[1:l], l
+		}
+	}
+	return protowire.ConsumeBytes(b)
+}
+
+// skipField skips the value of a field this decoder does not read.
+func skipField(what string, num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+	n := protowire.ConsumeFieldValue(num, typ, b)
+	if n < 0 {
+		return 0, wireError(what, n)
+	}
+	return n, nil
+}
+
+// decodeV1 decodes a prometheus.WriteRequest into d.b. It returns an error wrapping errMalformed
+// when the message cannot be decoded, and errTooManySeries when the request is over the series
+// limit. Series with invalid labels are dropped and recorded in d's rejection counters.
+func (d *decoder) decodeV1(data []byte) error {
+	d.reset()
+	for len(data) > 0 {
+		num, typ, n := consumeTag(data)
+		if n < 0 {
+			return wireError("WriteRequest", n)
+		}
+		data = data[n:]
+		switch num {
+		case 1, 3:
+			if typ != protowire.BytesType {
+				return wireTypeError("WriteRequest", typ)
+			}
+			m, n := consumeBytes(data)
+			if n < 0 {
+				return wireError("WriteRequest", n)
+			}
+			data = data[n:]
+			var err error
+			if num == 1 {
+				err = d.seriesV1(m)
+			} else {
+				err = d.metadataV1(m)
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			n, err := skipField("WriteRequest", num, typ, data)
+			if err != nil {
+				return err
+			}
+			data = data[n:]
+		}
+	}
+	if len(d.meta) > 0 {
+		d.applyMetadataV1()
+	}
+	return d.finish()
+}
+
+// seriesV1 decodes one prometheus.TimeSeries.
+func (d *decoder) seriesV1(m []byte) error {
+	lo, slo := len(d.labels), len(d.samples)
+	var hist, ex, nlabels int
+	for len(m) > 0 {
+		num, typ, n := consumeTag(m)
+		if n < 0 {
+			return wireError("TimeSeries", n)
+		}
+		m = m[n:]
+		if num < 1 || num > 4 {
+			n, err := skipField("TimeSeries", num, typ, m)
+			if err != nil {
+				return err
+			}
+			m = m[n:]
+			continue
+		}
+		if typ != protowire.BytesType {
+			return wireTypeError("TimeSeries", typ)
+		}
+		v, n := consumeBytes(m)
+		if n < 0 {
+			return wireError("TimeSeries", n)
+		}
+		m = m[n:]
+		switch num {
+		case 1:
+			l, err := labelV1(v)
+			if err != nil {
+				return err
+			}
+			nlabels++
+			if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
+				d.labels = append(d.labels, l)
+			}
+		case 2:
+			s, err := sample(v)
+			if err != nil {
+				return err
+			}
+			d.samples = append(d.samples, s)
+		case 3:
+			ex++
+		case 4:
+			hist++
+		}
+	}
+	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown)
+	return nil
+}
+
+// labelV1 decodes one prometheus.Label.
+func labelV1(b []byte) (batch.Label, error) {
+	var l batch.Label
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return l, wireError("Label", n)
+		}
+		b = b[n:]
+		if num != 1 && num != 2 {
+			n, err := skipField("Label", num, typ, b)
+			if err != nil {
+				return l, err
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != protowire.BytesType {
+			return l, wireTypeError("Label", typ)
+		}
+		v, n := consumeBytes(b)
+		if n < 0 {
+			return l, wireError("Label", n)
+		}
+		b = b[n:]
+		if num == 1 {
+			l.Name = alias(v)
+		} else {
+			l.Value = alias(v)
+		}
+	}
+	return l, nil
+}
+
+// sample decodes a prometheus.Sample or an io.prometheus.write.v2.Sample, which agree on the
+// fields read here. The value's bits are kept exactly, so stale markers pass unchanged.
+func sample(b []byte) (batch.Sample, error) {
+	var s batch.Sample
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return s, wireError("Sample", n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return s, wireError("Sample", n)
+			}
+			s.V = math.Float64frombits(v)
+			b = b[n:]
+		case num == 2 && typ == protowire.VarintType:
+			v, n := consumeVarint(b)
+			if n < 0 {
+				return s, wireError("Sample", n)
+			}
+			s.T = int64(v)
+			b = b[n:]
+		case num == 1 || num == 2:
+			return s, wireTypeError("Sample", typ)
+		default:
+			n, err := skipField("Sample", num, typ, b)
+			if err != nil {
+				return s, err
+			}
+			b = b[n:]
+		}
+	}
+	return s, nil
+}
+
+// metadataV1 decodes one prometheus.MetricMetadata and remembers its family's type.
+func (d *decoder) metadataV1(b []byte) error {
+	var e metaEntry
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return wireError("MetricMetadata", n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			v, n := consumeVarint(b)
+			if n < 0 {
+				return wireError("MetricMetadata", n)
+			}
+			e.typ = metricType(v)
+			b = b[n:]
+		case num == 2 && typ == protowire.BytesType:
+			v, n := consumeBytes(b)
+			if n < 0 {
+				return wireError("MetricMetadata", n)
+			}
+			e.name = alias(v)
+			b = b[n:]
+		case num == 1 || num == 2:
+			return wireTypeError("MetricMetadata", typ)
+		default:
+			n, err := skipField("MetricMetadata", num, typ, b)
+			if err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+	}
+	if e.name != "" && e.typ != batch.Unknown {
+		d.meta = append(d.meta, e)
+	}
+	return nil
+}
+
+// metricType maps the metadata enum, which RW 1.0 and 2.0 and batch number alike, to a
+// batch.MetricType; values from a newer sender that this build does not know become Unknown.
+// Enums are int32 on the wire, so the varint is truncated to 32 bits as protobuf does.
+func metricType(v uint64) batch.MetricType {
+	if t := uint32(v); t <= uint32(batch.StateSet) {
+		return batch.MetricType(t)
+	}
+	return batch.Unknown
+}
+
+// familySuffixes are the suffixes that series of counter, histogram and summary families add to
+// the family name.
+var familySuffixes = [...]string{"_total", "_count", "_sum", "_bucket"}
+
+// applyMetadataV1 sets the type of every kept series whose metric name matches a metadata family
+// name, directly or after stripping one of familySuffixes.
+func (d *decoder) applyMetadataV1() {
+	slices.SortFunc(d.meta, func(a, b metaEntry) int { return strings.Compare(a.name, b.name) })
+	find := func(name string) (batch.MetricType, bool) {
+		i, ok := slices.BinarySearchFunc(d.meta, name, func(e metaEntry, n string) int { return strings.Compare(e.name, n) })
+		if !ok {
+			return batch.Unknown, false
+		}
+		return d.meta[i].typ, true
+	}
+	for i := range d.spans {
+		name := d.spans[i].name
+		t, ok := find(name)
+		for _, suffix := range familySuffixes {
+			if ok {
+				break
+			}
+			if base, cut := strings.CutSuffix(name, suffix); cut {
+				t, ok = find(base)
+			}
+		}
+		if ok {
+			d.b.Series[i].Type = t
+		}
+	}
+}
+
+// decodeV2 decodes an io.prometheus.write.v2.Request into d.b, with the same error contract as
+// decodeV1. The symbols are collected in a first pass because protobuf allows them to follow
+// the series that reference them.
+func (d *decoder) decodeV2(data []byte) error {
+	d.reset()
+	for rest := data; len(rest) > 0; {
+		num, typ, n := consumeTag(rest)
+		if n < 0 {
+			return wireError("Request", n)
+		}
+		rest = rest[n:]
+		if num == 4 || num == 5 {
+			if typ != protowire.BytesType {
+				return wireTypeError("Request", typ)
+			}
+			v, n := consumeBytes(rest)
+			if n < 0 {
+				return wireError("Request", n)
+			}
+			rest = rest[n:]
+			if num == 4 {
+				d.symbols = append(d.symbols, alias(v))
+			}
+			continue
+		}
+		n, err := skipField("Request", num, typ, rest)
+		if err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	if len(d.symbols) > 0 && d.symbols[0] != "" {
+		return malformed("symbols[0] must be the empty string, got %q", d.symbols[0])
+	}
+	// The first pass checked the framing of every top-level field, so the second one only has
+	// to find the series.
+	for len(data) > 0 {
+		num, typ, n := consumeTag(data)
+		data = data[n:]
+		if num != 5 {
+			data = data[protowire.ConsumeFieldValue(num, typ, data):]
+			continue
+		}
+		v, n := consumeBytes(data)
+		data = data[n:]
+		if err := d.seriesV2(v); err != nil {
+			return err
+		}
+	}
+	return d.finish()
+}
+
+// symbol resolves a symbol reference, truncated to 32 bits as a uint32 field is.
+func (d *decoder) symbol(ref uint64) (string, error) {
+	r := uint32(ref)
+	if int(r) >= len(d.symbols) {
+		return "", malformed("symbol reference %d out of range (%d symbols)", r, len(d.symbols))
+	}
+	return d.symbols[r], nil
+}
+
+// seriesV2 decodes one io.prometheus.write.v2.TimeSeries.
+func (d *decoder) seriesV2(m []byte) error {
+	lo, slo := len(d.labels), len(d.samples)
+	var (
+		hist, ex, nlabels int
+		typ               = batch.Unknown
+		name              string
+		haveName          bool
+	)
+	// addRef pairs label references: the first of a pair is a name, the second its value.
+	addRef := func(ref uint64) error {
+		s, err := d.symbol(ref)
+		if err != nil {
+			return err
+		}
+		if !haveName {
+			name, haveName = s, true
+			return nil
+		}
+		haveName = false
+		nlabels++
+		if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
+			d.labels = append(d.labels, batch.Label{Name: name, Value: s})
+		}
+		return nil
+	}
+	for len(m) > 0 {
+		num, wt, n := consumeTag(m)
+		if n < 0 {
+			return wireError("TimeSeries", n)
+		}
+		m = m[n:]
+		switch {
+		case num == 1 && wt == protowire.BytesType: // packed labels_refs
+			p, n := consumeBytes(m)
+			if n < 0 {
+				return wireError("TimeSeries", n)
+			}
+			m = m[n:]
+			for len(p) > 0 {
+				ref, n := consumeVarint(p)
+				if n < 0 {
+					return wireError("TimeSeries.labels_refs", n)
+				}
+				p = p[n:]
+				if err := addRef(ref); err != nil {
+					return err
+				}
+			}
+		case num == 1 && wt == protowire.VarintType: // unpacked labels_refs
+			ref, n := consumeVarint(m)
+			if n < 0 {
+				return wireError("TimeSeries.labels_refs", n)
+			}
+			m = m[n:]
+			if err := addRef(ref); err != nil {
+				return err
+			}
+		case num >= 2 && num <= 5 && wt == protowire.BytesType:
+			v, n := consumeBytes(m)
+			if n < 0 {
+				return wireError("TimeSeries", n)
+			}
+			m = m[n:]
+			switch num {
+			case 2:
+				s, err := sample(v)
+				if err != nil {
+					return err
+				}
+				d.samples = append(d.samples, s)
+			case 3:
+				hist++
+			case 4:
+				ex++
+			case 5:
+				t, err := d.metadataV2(v)
+				if err != nil {
+					return err
+				}
+				if t >= 0 {
+					typ = batch.MetricType(t)
+				}
+			}
+		case num >= 1 && num <= 5:
+			return wireTypeError("TimeSeries", wt)
+		default:
+			n, err := skipField("TimeSeries", num, wt, m)
+			if err != nil {
+				return err
+			}
+			m = m[n:]
+		}
+	}
+	if haveName {
+		return malformed("odd number of labels_refs")
+	}
+	d.endSeries(lo, slo, nlabels, hist, ex, typ)
+	return nil
+}
+
+// metadataV2 decodes an io.prometheus.write.v2.Metadata and returns its type, or -1 when the
+// message does not set it (so that a later Metadata field merges as protobuf says). Help and unit
+// are not used, but their references are checked like every other.
+func (d *decoder) metadataV2(b []byte) (int, error) {
+	t := -1
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return 0, wireError("Metadata", n)
+		}
+		b = b[n:]
+		switch {
+		case (num == 1 || num == 3 || num == 4) && typ == protowire.VarintType:
+			v, n := consumeVarint(b)
+			if n < 0 {
+				return 0, wireError("Metadata", n)
+			}
+			b = b[n:]
+			if num == 1 {
+				t = int(metricType(v))
+			} else if _, err := d.symbol(v); err != nil {
+				return 0, err
+			}
+		case num == 1 || num == 3 || num == 4:
+			return 0, wireTypeError("Metadata", typ)
+		default:
+			n, err := skipField("Metadata", num, typ, b)
+			if err != nil {
+				return 0, err
+			}
+			b = b[n:]
+		}
+	}
+	return t, nil
+}
+
+// endSeries validates the series just decoded into the arenas from lo and slo on, and either keeps
+// it or drops it from the arenas and counts it as rejected.
+func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType) {
+	d.seriesTotal++
+	ls := d.labels[lo:]
+	var (
+		r    reason
+		bad  string
+		name string
+		ok   bool
+	)
+	if d.lim.maxLabels > 0 && nlabels > d.lim.maxLabels {
+		r = reasonTooManyLabels
+	} else {
+		var n int
+		n, name, r, bad, ok = d.checkLabels(ls)
+		if ok {
+			d.labels = d.labels[:lo+n]
+			d.spans = append(d.spans, span{lo: lo, hi: lo + n, slo: slo, shi: len(d.samples), name: name})
+			d.b.Series = append(d.b.Series, batch.Series{Type: typ, Histograms: hist, Exemplars: ex})
+			return
+		}
+	}
+	if d.rejectedSeries == 0 {
+		if name == "" {
+			name = metricName(ls)
+		}
+		d.first = rejection{reason: r, metric: name, label: bad}
+	}
+	d.rejectedSeries++
+	d.rejectedSamples[r] += len(d.samples) - slo + hist
+	d.labels = d.labels[:lo]
+	d.samples = d.samples[:slo]
+}
+
+// metricName returns the value of __name__ in unsorted labels, for error messages.
+func metricName(ls []batch.Label) string {
+	for _, l := range ls {
+		if l.Name == metricNameLabel {
+			return l.Value
+		}
+	}
+	return ""
+}
+
+func compareLabels(a, b batch.Label) int { return strings.Compare(a.Name, b.Name) }
+
+// checkLabels sorts ls by name in place if it is not sorted yet, validates it, and drops labels
+// with an empty value, which Prometheus treats as absent. It returns the number of labels kept
+// (they are ls[:n]) and the metric name; or, when the labels are invalid, ok false with the reason
+// and the offending label name.
+func (d *decoder) checkLabels(ls []batch.Label) (n int, name string, r reason, bad string, ok bool) {
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name < ls[i-1].Name {
+			slices.SortFunc(ls, compareLabels)
+			break
+		}
+	}
+	haveName := false
+	for i := range ls {
+		l := &ls[i]
+		switch {
+		case l.Name == "":
+			return 0, name, reasonEmptyLabelName, "", false
+		case i > 0 && ls[i-1].Name == l.Name:
+			return 0, name, reasonDuplicateLabelName, l.Name, false
+		case d.lim.maxNameLen > 0 && len(l.Name) > d.lim.maxNameLen:
+			return 0, name, reasonLabelNameTooLong, l.Name, false
+		case d.lim.maxValueLen > 0 && len(l.Value) > d.lim.maxValueLen:
+			return 0, name, reasonLabelValueTooLong, l.Name, false
+		case !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value):
+			return 0, name, reasonInvalidUTF8, l.Name, false
+		case l.Name == metricNameLabel:
+			name, haveName = l.Value, l.Value != ""
+		}
+	}
+	if !haveName {
+		return 0, "", reasonMissingMetricName, "", false
+	}
+	for i := range ls {
+		if ls[i].Value != "" {
+			ls[n] = ls[i]
+			n++
+		}
+	}
+	return n, name, 0, "", true
+}
+
+// errTooManySeries is returned when a request has more series than MaxSeriesPerRequest.
+var errTooManySeries = errors.New("too many series")
+
+// finish cuts the kept series' slices from the arenas, or rejects the whole request when it is
+// over the series limit.
+func (d *decoder) finish() error {
+	if d.lim.maxSeries > 0 && d.seriesTotal > d.lim.maxSeries {
+		for i := range d.spans {
+			sp := &d.spans[i]
+			d.rejectedSamples[reasonTooManySeries] += sp.shi - sp.slo + d.b.Series[i].Histograms
+		}
+		d.rejectedSeries = d.seriesTotal
+		d.first = rejection{reason: reasonTooManySeries}
+		d.b.Series = d.b.Series[:0]
+		return fmt.Errorf("%w: %d series, the limit is %d", errTooManySeries, d.seriesTotal, d.lim.maxSeries)
+	}
+	for i := range d.b.Series {
+		sp := &d.spans[i]
+		s := &d.b.Series[i]
+		s.Labels = d.labels[sp.lo:sp.hi:sp.hi]
+		s.Samples = d.samples[sp.slo:sp.shi:sp.shi]
+	}
+	return nil
+}
