@@ -18,6 +18,7 @@ type storeMetrics struct {
 	noRule       prometheus.Counter
 	overLimit    prometheus.Counter
 	histograms   prometheus.Counter
+	ownOutput    prometheus.Counter
 	scoringTotal prometheus.Counter
 }
 
@@ -42,6 +43,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		noRule:       skipped.WithLabelValues("no_rule"),
 		overLimit:    skipped.WithLabelValues("series_limit"),
 		histograms:   skipped.WithLabelValues("native_histogram"),
+		ownOutput:    skipped.WithLabelValues("own_output"),
 	}
 	for o := SkipNonFinite; o < numOutcomes; o++ {
 		m.skipped[o] = skipped.WithLabelValues(o.String())
@@ -66,6 +68,7 @@ func (m *storeMetrics) observe(st *appendStats, took time.Duration, series int64
 	add(m.noRule, st.noRule)
 	add(m.overLimit, st.overLimit)
 	add(m.histograms, st.histos)
+	add(m.ownOutput, st.ownOutput)
 	add(m.created, st.created)
 	add(m.unselected, st.dropped)
 	m.scoringTotal.Add(took.Seconds())

@@ -278,10 +278,30 @@ func metricName(ls []batch.Label) string {
 	return ""
 }
 
+// isOwnOutput recognises the exporter's own output series (an output family name and our metric
+// label): a sender that remote-writes everything it scrapes sends them back, and scoring them
+// would score scores, whose output would be sent back again, one level deeper every round.
+func isOwnOutput(ls []batch.Label) bool {
+	name, own := metricName(ls), false
+	for _, f := range families {
+		own = own || f.name == name
+	}
+	if !own {
+		return false
+	}
+	for _, l := range ls {
+		if l.Name == MetricLabel {
+			return true
+		}
+	}
+	return false
+}
+
 // appendStats are the counts of one Append, added to the metrics once per batch.
 type appendStats struct {
 	outcomes                  [numOutcomes]int
 	noRule, overLimit, histos int
+	ownOutput                 int
 	created, dropped          int
 }
 
@@ -311,6 +331,10 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 	e := sh.lookup(h, ser.Labels)
 	switch {
 	case e == nil:
+		if isOwnOutput(ser.Labels) {
+			st.ownOutput += len(ser.Samples)
+			return
+		}
 		rule, ok := rs.Rules.Match(ser.Labels)
 		if !ok {
 			st.noRule += len(ser.Samples)

@@ -125,6 +125,11 @@ func TestStoreRulesAndLimit(t *testing.T) {
 	}}))
 	require.Equal(t, 2, s.Len())
 	require.Equal(t, 1.0, skipped(t, s.reg, "no_rule"))
+	// The exporter's own output, sent back by a catch-all remote_write, is never scored.
+	require.NoError(t, s.Append(&batch.Batch{Series: []batch.Series{
+		series(batch.Gauge, one, "__name__", "anomaly_score", "anomaly_metric", "http_a"),
+	}}))
+	require.Equal(t, 1.0, skipped(t, s.reg, "own_output"))
 	require.Equal(t, 1.0, skipped(t, s.reg, "series_limit"))
 	_, ok := s.Lookup(labels.FromStrings("__name__", "http_c"))
 	require.False(t, ok, "the series over the limit is not tracked")
@@ -205,16 +210,26 @@ func TestStoreReloadKeepsUnchangedModels(t *testing.T) {
 		h := hashLabels(ls)
 		return s.shards[h>>(64-shardBits)].lookup(h, ls)
 	}
-	aBefore := entryOf("a_x").stream
-	require.True(t, aBefore.primed)
+	require.True(t, entryOf("a_x").stream.primed)
 
 	// Rule b changes its settings; a keeps its model, b starts over.
 	next := testOptions("a_", "b_")
 	next.Settings[1].Sensitivity = 2
 	s.SetOptions(next)
 	send(int64(10 * time.Minute / time.Millisecond))
-	require.Equal(t, aBefore.Model, entryOf("a_x").stream.Model, "unchanged settings keep the model")
-	require.Equal(t, int64(12*time.Minute/time.Millisecond), entryOf("a_x").stream.lastT)
+
+	// References: a stream fed all six samples, and one fed only the three after the reload.
+	var kept, restarted Stream
+	for _, smp := range ramp(3, 0, time.Minute, func(int) float64 { return 1 }) {
+		kept.Push(smp.T, smp.V, &opts.Settings[0])
+	}
+	for _, smp := range ramp(3, int64(10*time.Minute/time.Millisecond), time.Minute, func(int) float64 { return 1 }) {
+		kept.Push(smp.T, smp.V, &next.Settings[0])
+		restarted.Push(smp.T, smp.V, &next.Settings[1])
+	}
+	require.Equal(t, kept, entryOf("a_x").stream, "unchanged settings keep the model")
+	require.Equal(t, restarted, entryOf("b_x").stream, "changed settings start over")
+	require.NotEqual(t, kept.Model, restarted.Model)
 
 	// A reload whose rules no longer select b_ forgets it on its next sample.
 	s.SetOptions(testOptions("a_"))
