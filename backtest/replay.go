@@ -70,6 +70,12 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	return &Writer{csv: cw, rec: make([]string, len(Header))}, nil
 }
 
+// ContinueWriter writes to an output whose header is already there, for an output written in
+// parts, such as a range query fetched in chunks.
+func ContinueWriter(w io.Writer) *Writer {
+	return &Writer{csv: csv.NewWriter(w), rec: make([]string, len(Header))}
+}
+
 // Write buffers one point; Flush writes it out.
 func (w *Writer) Write(p Point) error {
 	w.rec[0], w.rec[1] = p.Timestamp, p.Value
