@@ -19,6 +19,7 @@ import (
 type backtestCmd struct {
 	cmd        *kingpin.CmdClause
 	input      string
+	inputSet   bool
 	output     string
 	configFile string
 	typ        string
@@ -38,7 +39,7 @@ func (c *backtestCmd) register(app *kingpin.Application) {
 		"Writes timestamp,value,score,expected,lower,upper,learning per input row; rows the detector skips (duplicate timestamps, NaN, a counter's first sample) keep their row with empty result fields. "+
 		"For counters, expected, lower and upper are per-second rates.")
 	cmd := c.cmd
-	cmd.Flag("input", `CSV file of timestamp,value rows, "-" for standard input. Timestamps: "2006-01-02 15:04:05" (UTC), RFC 3339 or Unix seconds.`).PlaceHolder("FILE.csv").StringVar(&c.input)
+	cmd.Flag("input", `CSV file of timestamp,value rows, "-" for standard input. Timestamps: "2006-01-02 15:04:05" (UTC), RFC 3339 or Unix seconds.`).PlaceHolder("FILE.csv").IsSetByUser(&c.inputSet).StringVar(&c.input)
 	cmd.Flag("output", `Where to write the scored CSV, "-" for standard output.`).Default("-").PlaceHolder("OUT.csv").StringVar(&c.output)
 	cmd.Flag("config", "Configuration file whose rules choose the settings of each series (default: the embedded default configuration).").PlaceHolder("FILE").StringVar(&c.configFile)
 	cmd.Flag("type", "How to score the series: counter (on its per-second rate), gauge (on its value), or auto as the server decides: metric metadata when Prometheus has it, else the naming conventions (_total, _count, _sum, _bucket are counters).").
@@ -55,6 +56,13 @@ func (c *backtestCmd) register(app *kingpin.Application) {
 }
 
 func (c *backtestCmd) run(ctx context.Context, std stdio) error {
+	// kingpin reads a lone "-" as an empty value: "--input -" arrives as "".
+	if c.inputSet && c.input == "" {
+		c.input = "-"
+	}
+	if c.output == "" {
+		c.output = "-"
+	}
 	switch {
 	case c.input != "" && c.promURL != "":
 		return errors.New("backtest: --input and --prometheus.url exclude each other")

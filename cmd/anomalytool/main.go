@@ -39,13 +39,27 @@ type failed struct{}
 
 func (failed) Error() string { return "failed" }
 
+// terminate is how kingpin's --help and --version end a run: unwound to run, which returns the
+// code, so that run never exits the process and tests can call it.
+type terminate int
+
 // run parses args and runs one subcommand, returning the exit code: 0 on success, 1 on failure.
-func run(ctx context.Context, args []string, std stdio) int {
+func run(ctx context.Context, args []string, std stdio) (code int) {
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case terminate:
+			code = int(r)
+		default:
+			panic(r)
+		}
+	}()
 	app := kingpin.New("anomalytool", "Tooling for anomaly_exporter: check configuration, backtest history, evaluate detection.")
 	app.Version(version.Print("anomalytool"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(std.out)
 	app.ErrorWriter(std.err)
+	app.Terminate(func(code int) { panic(terminate(code)) })
 
 	var chk checkConfigCmd
 	chk.register(app.Command("check", "Check resources for validity."))

@@ -268,7 +268,7 @@ func (p *svgPrinter) panel(s *plotSeries, top int) {
 
 	for i := range cols {
 		c := &cols[i]
-		if c.anomaly < 0 {
+		if !c.used || c.anomaly < 0 {
 			continue
 		}
 		q := pts[c.anomaly]
