@@ -48,11 +48,11 @@ func TestCheckConfig(t *testing.T) {
 	typo := writeFile(t, dir, "typo.yml", "rules:\n  - name: api\n    sensitivty: 2\n")
 	missing := filepath.Join(dir, "missing.yml")
 	for _, tc := range []struct {
-		name       string
-		files      []string
-		code       int
-		out, err   []string
-		notOut     []string
+		name     string
+		files    []string
+		code     int
+		out, err []string
+		notOut   []string
 	}{
 		{name: "valid", files: []string{good, empty}, out: []string{good + ": SUCCESS\n", empty + ": SUCCESS\n"}},
 		{name: "typo names line and field", files: []string{typo}, code: 1, err: []string{typo + ": FAILED: line 3", "sensitivty"}},
