@@ -48,7 +48,7 @@ const (
 	// learns a spread that covers them, since each sample moves the spread by its clipped
 	// residual times one smoothing weight, yet a single spike of any size moves it by at most
 	// that much.
-	spreadClipSigmas = 8.0
+	spreadClipSigmas = 20.0
 	// warmupSamples are learned without clipping: before them the spread is not known yet.
 	warmupSamples = 8
 
@@ -80,9 +80,26 @@ const (
 	firstVisitWeight = 0.95
 
 	// relevelRun out-of-band residuals in a row on the same side make a candidate jump its
-	// offset to the mean of those samples: a lasting level change is flagged for that many
-	// samples, then becomes the new normal.
+	// offset to the last of those samples: a lasting level change is flagged for that many
+	// samples, then becomes the new normal. The step is remembered, so that a return to the
+	// level before it is recognised as normal rather than flagged as a second change.
 	relevelRun = 5
+
+	// tailRate is the share of residuals that may be outside tailMargin times the tail
+	// quantile as a matter of course. The band is never narrower than that, so that a series
+	// whose normal has bursts or spikes now and then (a load balancer, a disk flushing) learns
+	// them as normal, however small its spread between them; the band of a series with light
+	// tails is set by its spread, as the quantile is well inside it. tailStep is the quantile's
+	// step in log space: a rise by 65% on a residual above it, a halving in about 280 samples
+	// without one.
+	tailRate   = 0.005
+	tailStep   = 0.5
+	tailMargin = 1.2
+
+	// spreadFloorShare is the share of a candidate's overall spread below which its spread at a
+	// time of day cannot fall: the hourly spread rests on few samples, and must not make a
+	// quiet hour alert on ordinary noise.
+	spreadFloorShare = 0.7
 
 	// switchRatio is how much lower a richer candidate's error must be than the simpler one's to
 	// become active; stayRatio is the bound for staying active once it is. The gap between
@@ -138,23 +155,28 @@ type Model struct {
 	// offset is each candidate's recent departure from its profile.
 	offset [numCandidates]float64
 
-	none   float32                // profile of candNone: the slow level
-	weekly [2]float32             // profile of candWeekly: weekday, weekend level
-	daily  [24]float32            // profile of candDaily by hour of day
-	dw     [2][24]float32         // profile of candDailyWeekly: weekday, weekend by hour
-	mad    [numCandidates]float32 // mean absolute one-step residual, clipped
-	runSum [numCandidates]float32 // sum of the current out-of-band run's deseasonalised values
+	none   float32        // profile of candNone: the slow level
+	weekly [2]float32     // profile of candWeekly: weekday, weekend level
+	daily  [24]float32    // profile of candDaily by hour of day (UTC)
+	dw     [2][24]float32 // profile of candDailyWeekly: weekday, weekend by hour
+	// spread is the mean absolute residual of the active candidate by hour of day.
+	spread [24]float32
+	// mad is each candidate's mean absolute one-step residual: its spread, and the measure by
+	// which candidates are compared.
+	mad [numCandidates]float32
+	// jump is each candidate's last re-level step, 0 if none.
+	jump [numCandidates]float32
 
-	pFlat    float32 // rate of flat steps
+	// tail is the active candidate's tailRate-quantile of absolute residuals, tracked only
+	// over residuals that do not continue an out-of-band run.
+	tail     float32
 	interval float32 // typical sampling interval, ms
-	n        uint32  // samples seen, saturating
 
-	visitsDaily [24]uint8    // visits of each daily bucket, saturating
-	visitsDW    [2][24]uint8 // visits of each weekday/weekend bucket, saturating
-	days        [2]uint8     // weekdays and weekend days seen, saturating
-	run         [numCandidates]int8
-	flatRun     uint16
-	active      uint8
+	n       uint16              // samples seen, saturating
+	pFlat   uint16              // rate of flat steps, in units of 1/65535
+	flatRun uint16              // current run of flat steps
+	run     [numCandidates]int8 // signed length of the current out-of-band run
+	active  uint8               // candidate that scores
 }
 
 // Observe scores v at t against the baseline as it was before v, then learns v. t is in
@@ -180,19 +202,13 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	if iv > 0 {
 		dtEff = min(dt, 4*iv)
 	}
-
-	m.countVisits(t)
+	c := m.clock(t)
 
 	// Predictions of every candidate, from the state before v.
-	var prof, exp, res [numCandidates]float64
-	h0, h1, w1 := hourBuckets(t)
-	ty0, ty1, tyNow := dayType(h0), dayType(h1), dayType(floorDiv(t, hourMs))
-	hd0, hd1 := int(mod(h0, 24)), int(mod(h1, 24))
-	w0 := 1 - w1
+	var prof, exp, res, band, sigma [numCandidates]float64
+	spreadNow := c.interp(m.spread[c.hd[0]], m.spread[c.hd[1]])
 	for k := range numCandidates {
-		prof[k] = m.profile(k, hd0, hd1, ty0, ty1, tyNow, w1)
-	}
-	for k := range numCandidates {
+		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + m.offset[k]
 		res[k] = v - exp[k]
 		if math.IsNaN(res[k]) || math.IsInf(res[k], 0) {
@@ -201,19 +217,24 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			m.reset(t, v)
 			return m.result(t, v, v, 0, s)
 		}
+		sigma[k] = madToSigma * max(spreadFloorShare*float64(m.mad[k]), spreadNow, float64(m.tail)*tailMargin/bandSigmas)
+		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
 	}
 
-	// Score with the active candidate.
-	k := m.choose(t, s.Seasonality)
-	m.active = uint8(k)
-	sigma := madToSigma * float64(m.mad[k])
-	step := math.Abs(v - m.lastV)
-	if step <= max(flatRel*sigma, 1e-12*math.Abs(v)) {
+	// Score with the active candidate; a return to the level before its last re-level is
+	// judged against that level.
+	a := m.choose(&c, s.Seasonality)
+	m.active = uint8(a)
+	if math.Abs(v-m.lastV) <= max(flatRel*sigma[a], 1e-12*math.Abs(v)) {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
 	} else {
 		m.flatRun = 0
 	}
-	r := m.result(t, v, exp[k], sigma, s)
+	expected := exp[a]
+	if m.snaps(a, res[a], band[a]) {
+		expected -= float64(m.jump[a])
+	}
+	r := m.result(t, v, expected, sigma[a], s)
 
 	// Learn v in every candidate.
 	aOff := [2]float64{
@@ -221,82 +242,116 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		-math.Expm1(-dtEff / tauOffsetSeasonal),
 	}
 	aSpread := max(-math.Expm1(-dtEff/tauSpread), 1/float64(m.n))
+	warm := m.n >= warmupSamples
 	for k := range numCandidates {
-		sd := madToSigma * float64(m.mad[k])
-		band := max(bandSigmas*sd, floorRel*math.Abs(exp[k]), floorAbs)
+		if m.snaps(k, res[k], band[k]) {
+			m.offset[k] -= float64(m.jump[k])
+			res[k] += float64(m.jump[k])
+			m.jump[k] = -m.jump[k]
+		}
 		psi := res[k]
-		if m.n >= warmupSamples {
-			c := clipSigmas * band / bandSigmas
+		if warm {
+			c := clipSigmas * band[k] / bandSigmas
 			psi = max(-c, min(c, psi))
 		}
 		// The profile learns the robust value (its error there is offset+psi); whatever it
 		// takes up at t is taken from the offset, so that learning the profile never moves the
 		// prediction at t by itself, and over days the profile takes up a lasting level and the
 		// offset returns to 0.
-		err := m.offset[k] + psi
+		e := m.offset[k] + psi
 		switch k {
 		case candNone:
-			m.none = learn(m.none, err, dtEff/float64(dayMs), m.days[0]+m.days[1])
+			m.none = learn(m.none, e, dtEff/float64(dayMs), c.visitsNone)
 		case candWeekly:
-			m.weekly[tyNow] = learn(m.weekly[tyNow], err, dtEff/float64(dayMs), m.days[tyNow])
+			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, dtEff/float64(dayMs), c.visitsWeekly)
 		case candDaily:
-			m.daily[hd0] = learn(m.daily[hd0], err, w0*dtEff/float64(hourMs), m.visitsDaily[hd0])
-			m.daily[hd1] = learn(m.daily[hd1], err, w1*dtEff/float64(hourMs), m.visitsDaily[hd1])
+			for i, hd := range c.hd {
+				m.daily[hd] = learn(m.daily[hd], e, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
+			}
 		case candDailyWeekly:
-			m.dw[ty0][hd0] = learn(m.dw[ty0][hd0], err, w0*dtEff/float64(hourMs), m.visitsDW[ty0][hd0])
-			m.dw[ty1][hd1] = learn(m.dw[ty1][hd1], err, w1*dtEff/float64(hourMs), m.visitsDW[ty1][hd1])
+			for i, hd := range c.hd {
+				p := &m.dw[c.ty[i]][hd]
+				*p = learn(*p, e, c.w[i]*dtEff/float64(hourMs), c.visitsDW[i])
+			}
 		}
-		a := aOff[1]
+		ao := aOff[1]
 		if k == candNone {
-			a = aOff[0]
+			ao = aOff[0]
 		}
-		m.offset[k] += a*psi - (m.profile(k, hd0, hd1, ty0, ty1, tyNow, w1) - prof[k])
+		m.offset[k] += ao*psi - (m.profile(k, &c) - prof[k])
+
 		absRes := math.Abs(res[k])
-		if m.n >= warmupSamples {
-			absRes = min(absRes, spreadClipSigmas*max(sd, band/bandSigmas))
+		if warm {
+			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
 		}
 		m.mad[k] = float32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
+		if k == a {
+			m.learnTail(math.Abs(res[k]), res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0)
+			for i, hd := range c.hd {
+				m.spread[hd] = learn(m.spread[hd], absRes-spreadNow, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
+			}
+		}
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
-		deseason := v - m.base - prof[k]
 		switch {
-		case math.Abs(res[k]) <= band || m.n < warmupSamples:
-			m.run[k], m.runSum[k] = 0, 0
+		case math.Abs(res[k]) <= band[k] || !warm:
+			m.run[k] = 0
 		case (res[k] > 0) == (m.run[k] > 0) && m.run[k] != 0:
 			m.run[k] += sign(res[k])
-			m.runSum[k] += float32(deseason)
 		default:
-			m.run[k], m.runSum[k] = sign(res[k]), float32(deseason)
+			m.run[k] = sign(res[k])
 		}
 		if abs8(m.run[k]) >= relevelRun {
-			m.offset[k] = float64(m.runSum[k]) / float64(abs8(m.run[k]))
-			m.run[k], m.runSum[k] = 0, 0
+			off := v - m.base - m.profile(k, &c)
+			m.jump[k] = f32(off - m.offset[k])
+			m.offset[k] = off
+			m.run[k] = 0
 		}
 	}
 
 	isFlat := float64(0)
 	if m.flatRun > 0 {
-		isFlat = 1
+		isFlat = math.MaxUint16
 	}
 	aFlat := -math.Expm1(-dtEff / tauFlat)
-	m.pFlat = float32(float64(m.pFlat) + aFlat*(isFlat-float64(m.pFlat)))
+	m.pFlat = uint16(math.Round(float64(m.pFlat) + aFlat*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
-	if m.n < math.MaxUint32 {
+	if m.n < math.MaxUint16 {
 		m.n++
 	}
 	return r
 }
 
+// learnTail moves the tail quantile by one residual. It is a stochastic approximation in log
+// space: the quantile rises by a factor on a residual above it and decays slightly on one below,
+// which balances where tailRate of the residuals are above. A continuation of an out-of-band
+// run is left out: a level change is one event, not a tail.
+func (m *Model) learnTail(absRes float64, continuesRun bool) {
+	q := float64(m.tail)
+	switch {
+	case continuesRun:
+		return
+	case q <= 0:
+		q = absRes
+	case absRes > q:
+		q *= math.Exp(tailStep * (1 - tailRate))
+	default:
+		q *= math.Exp(-tailStep * tailRate)
+	}
+	m.tail = f32(q)
+}
+
+// snaps reports whether the residual res of candidate k, outside its band, is inside the band
+// around the level it had before its last re-level: the series went back.
+func (m *Model) snaps(k int, res, band float64) bool {
+	j := float64(m.jump[k])
+	return j != 0 && math.Abs(res) > band && math.Abs(res+j) <= band && m.n >= warmupSamples
+}
+
 // reset makes v at t the first sample of the series.
 func (m *Model) reset(t int64, v float64) {
-	*m = Model{firstT: t, lastT: t, base: v, lastV: v, pFlat: 1, n: 1}
-	h0, h1, _ := hourBuckets(t)
-	m.visitsDaily[mod(h0, 24)] = 1
-	m.visitsDaily[mod(h1, 24)] = 1
-	m.visitsDW[dayType(h0)][mod(h0, 24)] = 1
-	m.visitsDW[dayType(h1)][mod(h1, 24)] = 1
-	m.days[dayType(floorDiv(t, hourMs))] = 1
+	*m = Model{firstT: t, lastT: t, base: v, lastV: v, pFlat: math.MaxUint16, n: 1}
 }
 
 // result turns a prediction into the caller's view: band, score and learning flag.
@@ -329,7 +384,7 @@ func (m *Model) result(t int64, v, expected, sigma float64, s *Settings) Result 
 // flatScore is the current run of flat steps over the run that the learned rate of flat steps
 // makes unlikely: above 1 when the series has stopped changing though it usually does not.
 func (m *Model) flatScore() float64 {
-	p := float64(m.pFlat)
+	p := float64(m.pFlat) / math.MaxUint16
 	if m.flatRun == 0 || p >= flatMaxRate {
 		return 0
 	}
@@ -342,7 +397,7 @@ func (m *Model) flatScore() float64 {
 
 // choose returns the candidate that scores: the forced one, or under SeasonAuto the simplest
 // one that is eligible and not clearly beaten by an eligible richer one.
-func (m *Model) choose(t int64, season Seasonality) int {
+func (m *Model) choose(c *clock, season Seasonality) int {
 	switch season {
 	case SeasonNone:
 		return candNone
@@ -354,8 +409,8 @@ func (m *Model) choose(t int64, season Seasonality) int {
 		return candDailyWeekly
 	}
 	best := candNone
-	daily := t-m.firstT >= minDaysDaily*dayMs
-	weekly := m.days[0] >= minWeekdays && m.days[1] >= minWeekendDays
+	daily := c.t-m.firstT >= minDaysDaily*dayMs
+	weekly := c.weekdays >= minWeekdays && c.weekendDays >= minWeekendDays
 	for k := candDaily; k < numCandidates; k++ {
 		switch {
 		case k == candDaily && !daily,
@@ -374,66 +429,112 @@ func (m *Model) choose(t int64, season Seasonality) int {
 	return best
 }
 
-// countVisits counts the profile buckets and days that t enters for the first time.
-func (m *Model) countVisits(t int64) {
-	_, p1, _ := hourBuckets(m.lastT)
-	h0, h1, _ := hourBuckets(t)
-	for _, h := range [2]int64{h0, h1} {
-		if h > p1 {
-			hd := mod(h, 24)
-			m.visitsDaily[hd] = inc8(m.visitsDaily[hd])
-			m.visitsDW[dayType(h)][hd] = inc8(m.visitsDW[dayType(h)][hd])
-		}
-	}
-	if d := floorDiv(t, dayMs); d > floorDiv(m.lastT, dayMs) {
-		ty := dayType(floorDiv(t, hourMs))
-		m.days[ty] = inc8(m.days[ty])
-	}
+// clock is where a timestamp falls in the seasons, and how many times the buckets it falls in
+// have been visited since the first sample. Visits are counted from timestamps alone (a gap
+// counts as visits), which keeps them out of the state.
+type clock struct {
+	t int64
+	// hd are the hours of the two bucket centres around t, ty their day types, w their
+	// interpolation weights.
+	hd, ty [2]int
+	w      [2]float64
+	tyNow  int // day type of t
+	// visits of the buckets, including this one.
+	visitsDaily, visitsDW    [2]int
+	visitsNone, visitsWeekly int
+	// weekdays and weekendDays seen since the first sample, including t's.
+	weekdays, weekendDays int
 }
 
-// hourBuckets returns the absolute hours (since the epoch) of the two bucket centres around t,
-// the centre of hour h being h:30, and the weight of the later one for linear interpolation.
-func hourBuckets(t int64) (h0, h1 int64, w1 float64) {
+func (m *Model) clock(t int64) clock {
+	c := clock{t: t}
+	h0, w1 := hourBuckets(t)
+	hFirst, _ := hourBuckets(m.firstT)
+	for i, h := range [2]int64{h0, h0 + 1} {
+		c.hd[i] = int(mod(h, 24))
+		day := floorDiv(h, 24)
+		c.ty[i] = dayType(day)
+		k := max(floorDiv(h-hFirst, 24), 0)
+		c.visitsDaily[i] = int(k) + 1
+		c.visitsDW[i] = sameTypeDays(day, k)
+	}
+	c.w = [2]float64{1 - w1, w1}
+	day, firstDay := floorDiv(t, dayMs), floorDiv(m.firstT, dayMs)
+	c.tyNow = dayType(day)
+	c.visitsNone = int(day-firstDay) + 1
+	c.visitsWeekly = sameTypeDays(day, day-firstDay)
+	c.weekendDays = int(weekendDays(firstDay, day))
+	c.weekdays = c.visitsNone - c.weekendDays
+	return c
+}
+
+// interp interpolates between the values of the two bucket centres.
+func (c *clock) interp(a, b float32) float64 { return c.w[0]*float64(a) + c.w[1]*float64(b) }
+
+// profile is candidate k's profile at c.
+func (m *Model) profile(k int, c *clock) float64 {
+	switch k {
+	case candDaily:
+		return c.interp(m.daily[c.hd[0]], m.daily[c.hd[1]])
+	case candWeekly:
+		return float64(m.weekly[c.tyNow])
+	case candDailyWeekly:
+		return c.interp(m.dw[c.ty[0]][c.hd[0]], m.dw[c.ty[1]][c.hd[1]])
+	}
+	return float64(m.none)
+}
+
+// hourBuckets returns the absolute hour (since the epoch) of the bucket centre at or before t,
+// the centre of hour h being h:30, and the interpolation weight of the next centre.
+func hourBuckets(t int64) (h0 int64, w1 float64) {
 	u := t - hourMs/2
 	h0 = floorDiv(u, hourMs)
-	w1 = float64(u-h0*hourMs) / float64(hourMs)
-	return h0, h0 + 1, w1
+	return h0, float64(u-h0*hourMs) / float64(hourMs)
 }
 
-// dayType is 1 if the absolute hour h falls on a Saturday or Sunday (UTC), else 0.
-func dayType(h int64) int {
-	// Day 0 of the epoch was a Thursday.
-	switch mod(floorDiv(h, 24)+4, 7) {
+// dayType is 1 if day (since the epoch, UTC) is a Saturday or Sunday, else 0.
+func dayType(day int64) int {
+	// Day 0 of the epoch was a Thursday: day+4 is 0 on Sundays.
+	switch mod(day+4, 7) {
 	case 0, 6:
 		return 1
 	}
 	return 0
 }
 
-// learn corrects a profile value by its error err with the weight of a sample that covers frac
+// weekendDays counts the Saturdays and Sundays in the days [from, to].
+func weekendDays(from, to int64) int64 {
+	// upTo counts the weekend days in [-4, d] (day -4 was a Sunday).
+	upTo := func(d int64) int64 {
+		n := d + 5 // days from that Sunday on, inclusive
+		q, r := floorDiv(n, 7), mod(n, 7)
+		c := 2 * q
+		if r >= 1 {
+			c++ // the Sunday that starts the partial week
+		}
+		return c
+	}
+	return upTo(to) - upTo(from-1)
+}
+
+// sameTypeDays counts the days of day's type (weekday or weekend) in [day-k, day].
+func sameTypeDays(day, k int64) int {
+	we := weekendDays(day-k, day)
+	if dayType(day) == 1 {
+		return int(we)
+	}
+	return int(k + 1 - we)
+}
+
+// learn corrects a profile value by its error e with the weight of a sample that covers frac
 // of a visit, in the visits-th visit of its bucket.
-func learn(p float32, err, frac float64, visits uint8) float32 {
+func learn(p float32, e, frac float64, visits int) float32 {
 	if frac <= 0 {
 		return p
 	}
-	j := min(int(max(visits, 1)), len(visitLogKeep)) - 1
+	j := min(max(visits, 1), len(visitLogKeep)) - 1
 	a := -math.Expm1(frac * visitLogKeep[j])
-	return f32(float64(p) + a*err)
-}
-
-// profile is candidate k's profile at the interpolation point given by the hour buckets hd0,
-// hd1 of day types ty0, ty1 with weight w1 on the later one, on a day of type tyNow.
-func (m *Model) profile(k, hd0, hd1, ty0, ty1, tyNow int, w1 float64) float64 {
-	w0 := 1 - w1
-	switch k {
-	case candDaily:
-		return w0*float64(m.daily[hd0]) + w1*float64(m.daily[hd1])
-	case candWeekly:
-		return float64(m.weekly[tyNow])
-	case candDailyWeekly:
-		return w0*float64(m.dw[ty0][hd0]) + w1*float64(m.dw[ty1][hd1])
-	}
-	return float64(m.none)
+	return f32(float64(p) + a*e)
 }
 
 // f32 converts to float32, saturating instead of overflowing to infinity.
@@ -450,13 +551,6 @@ func floorDiv(a, b int64) int64 {
 }
 
 func mod(a, b int64) int64 { return a - floorDiv(a, b)*b }
-
-func inc8(x uint8) uint8 {
-	if x < math.MaxUint8 {
-		return x + 1
-	}
-	return x
-}
 
 func sign(x float64) int8 {
 	if x < 0 {
