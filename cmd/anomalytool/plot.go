@@ -283,9 +283,19 @@ func (p *svgPrinter) panel(s *plotSeries, top int) {
 	// Axes: the value range on the left, the time range below.
 	p.printf(`<rect class="axis" x="%d" y="%d" width="%d" height="%d"/>`+"\n", marginLeft, marginTop, innerWidth, innerHeight)
 	for _, v := range [...]float64{hi, (lo + hi) / 2, lo} {
-		p.text(marginLeft-6, y(v)+4, "end", "", strconv.FormatFloat(v, 'g', 4, 64))
+		p.text(marginLeft-6, y(v)+4, "end", "", tick(v))
 	}
 	const layout = "2006-01-02 15:04"
 	p.text(marginLeft, panelHeight-10, "start", "", time.UnixMilli(t0).UTC().Format(layout))
 	p.text(marginLeft+innerWidth, panelHeight-10, "end", "", time.UnixMilli(t1).UTC().Format(layout)+" UTC")
+}
+
+// tick writes an axis value with four significant digits, without an exponent for the magnitudes
+// metrics usually have.
+func tick(v float64) string {
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
+	if a := math.Abs(r); a == 0 || (a >= 1e-4 && a < 1e15) {
+		return strconv.FormatFloat(r, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(r, 'g', -1, 64)
 }

@@ -120,3 +120,9 @@ func TestRenderSVG(t *testing.T) {
 		})
 	}
 }
+
+func TestTick(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 59453.2: "59450", -37531: "-37530", 0.012344: "0.01234", 1e-7: "1e-07", 3e20: "3e+20", 1.5: "1.5"} {
+		require.Equal(t, want, tick(in), "%g", in)
+	}
+}
