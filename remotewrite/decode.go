@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -121,6 +122,10 @@ type decoder struct {
 	symbols []string
 	meta    []metaEntry
 
+	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
+	// rather than once per reference.
+	symbolsValid bool
+
 	// Per request: how many series the request had, and what was rejected per reason.
 	seriesTotal     int
 	rejectedSeries  int
@@ -239,56 +244,108 @@ func (d *decoder) decodeV1(data []byte) error {
 	return d.finish()
 }
 
-// seriesV1 decodes one prometheus.TimeSeries.
+// seriesV1 decodes one prometheus.TimeSeries. Labels take the most time, so the common encoding
+// of one (a label message shorter than 128 bytes holding a name and a value shorter than 128
+// bytes each, in field order) is decoded inline; anything else takes the general path.
 func (d *decoder) seriesV1(m []byte) error {
 	lo, slo := len(d.labels), len(d.samples)
 	var hist, ex, nlabels int
+	// Label fields are checked for ASCII, hence valid UTF-8, in runs of adjacent ones (usually
+	// one run per series); only a series with a non-ASCII byte there gets per-string checks.
+	ascii := true
+	whole := m
+	runStart, runEnd := 0, 0
 	for len(m) > 0 {
-		num, typ, n := consumeTag(m)
-		if n < 0 {
-			return wireError("TimeSeries", n)
-		}
-		m = m[n:]
-		if num < 1 || num > 4 {
-			n, err := skipField("TimeSeries", num, typ, m)
-			if err != nil {
-				return err
+		off := len(whole) - len(m)
+		var v []byte
+		if len(m) >= 2 && m[0] == 1<<3|byte(protowire.BytesType) && m[1] < 0x80 && 2+int(m[1]) <= len(m) {
+			v = m[2 : 2+int(m[1])]
+			m = m[2+int(m[1]):]
+		} else {
+			num, typ, n := consumeTag(m)
+			if n < 0 {
+				return wireError("TimeSeries", n)
 			}
 			m = m[n:]
-			continue
+			if num < 1 || num > 4 {
+				n, err := skipField("TimeSeries", num, typ, m)
+				if err != nil {
+					return err
+				}
+				m = m[n:]
+				continue
+			}
+			if typ != protowire.BytesType {
+				return wireTypeError("TimeSeries", typ)
+			}
+			b, n := consumeBytes(m)
+			if n < 0 {
+				return wireError("TimeSeries", n)
+			}
+			m = m[n:]
+			switch num {
+			case 2:
+				s, err := sample(b)
+				if err != nil {
+					return err
+				}
+				d.samples = append(d.samples, s)
+				continue
+			case 3:
+				ex++
+				continue
+			case 4:
+				hist++
+				continue
+			}
+			v = b
 		}
-		if typ != protowire.BytesType {
-			return wireTypeError("TimeSeries", typ)
+
+		var l batch.Label
+		fast := false
+		if len(v) >= 4 && v[0] == 1<<3|byte(protowire.BytesType) && v[1] < 0x80 {
+			n1 := int(v[1])
+			if 4+n1 <= len(v) && v[2+n1] == 2<<3|byte(protowire.BytesType) && v[3+n1] < 0x80 && 4+n1+int(v[3+n1]) == len(v) {
+				l = batch.Label{Name: alias(v[2 : 2+n1]), Value: alias(v[4+n1:])}
+				fast = true
+			}
 		}
-		v, n := consumeBytes(m)
-		if n < 0 {
-			return wireError("TimeSeries", n)
-		}
-		m = m[n:]
-		switch num {
-		case 1:
-			l, err := labelV1(v)
-			if err != nil {
+		if !fast {
+			var err error
+			if l, err = labelV1(v); err != nil {
 				return err
 			}
-			nlabels++
-			if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
-				d.labels = append(d.labels, l)
-			}
-		case 2:
-			s, err := sample(v)
-			if err != nil {
-				return err
-			}
-			d.samples = append(d.samples, s)
-		case 3:
-			ex++
-		case 4:
-			hist++
+		}
+		if off != runEnd {
+			ascii = ascii && isASCII(whole[runStart:runEnd])
+			runStart = off
+		}
+		runEnd = len(whole) - len(m)
+		nlabels++
+		if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
+			d.labels = append(d.labels, l)
 		}
 	}
-	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown)
+	ascii = ascii && isASCII(whole[runStart:runEnd])
+	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
 	return nil
+}
+
+// isASCII reports whether b has no byte with the high bit set, eight bytes at a time. Label
+// strings are nearly always ASCII, and ASCII is valid UTF-8, so this spares most utf8 checks.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // labelV1 decodes one prometheus.Label.
@@ -450,6 +507,7 @@ func (d *decoder) applyMetadataV1() {
 // the series that reference them.
 func (d *decoder) decodeV2(data []byte) error {
 	d.reset()
+	d.symbolsValid = true
 	for rest := data; len(rest) > 0; {
 		num, typ, n := consumeTag(rest)
 		if n < 0 {
@@ -467,6 +525,9 @@ func (d *decoder) decodeV2(data []byte) error {
 			rest = rest[n:]
 			if num == 4 {
 				d.symbols = append(d.symbols, alias(v))
+				if d.symbolsValid && !isASCII(v) && !utf8.Valid(v) {
+					d.symbolsValid = false
+				}
 			}
 			continue
 		}
@@ -517,10 +578,11 @@ func (d *decoder) seriesV2(m []byte) error {
 	)
 	// addRef pairs label references: the first of a pair is a name, the second its value.
 	addRef := func(ref uint64) error {
-		s, err := d.symbol(ref)
-		if err != nil {
+		if uint64(uint32(ref)) >= uint64(len(d.symbols)) {
+			_, err := d.symbol(ref)
 			return err
 		}
+		s := d.symbols[uint32(ref)]
 		if !haveName {
 			name, haveName = s, true
 			return nil
@@ -546,11 +608,20 @@ func (d *decoder) seriesV2(m []byte) error {
 			}
 			m = m[n:]
 			for len(p) > 0 {
-				ref, n := consumeVarint(p)
-				if n < 0 {
-					return wireError("TimeSeries.labels_refs", n)
+				// References below 16384 (one or two bytes) are decoded inline.
+				var ref uint64
+				switch {
+				case p[0] < 0x80:
+					ref, p = uint64(p[0]), p[1:]
+				case len(p) >= 2 && p[1] < 0x80:
+					ref, p = uint64(p[0]&0x7f)|uint64(p[1])<<7, p[2:]
+				default:
+					var n int
+					if ref, n = protowire.ConsumeVarint(p); n < 0 {
+						return wireError("TimeSeries.labels_refs", n)
+					}
+					p = p[n:]
 				}
-				p = p[n:]
 				if err := addRef(ref); err != nil {
 					return err
 				}
@@ -603,7 +674,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	if haveName {
 		return malformed("odd number of labels_refs")
 	}
-	d.endSeries(lo, slo, nlabels, hist, ex, typ)
+	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
 	return nil
 }
 
@@ -644,8 +715,9 @@ func (d *decoder) metadataV2(b []byte) (int, error) {
 }
 
 // endSeries validates the series just decoded into the arenas from lo and slo on, and either keeps
-// it or drops it from the arenas and counts it as rejected.
-func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType) {
+// it or drops it from the arenas and counts it as rejected. checkUTF8 is false when the caller
+// already knows every label string is valid UTF-8.
+func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType, checkUTF8 bool) {
 	d.seriesTotal++
 	ls := d.labels[lo:]
 	var (
@@ -658,7 +730,7 @@ func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType
 		r = reasonTooManyLabels
 	} else {
 		var n int
-		n, name, r, bad, ok = d.checkLabels(ls)
+		n, name, r, bad, ok = d.checkLabels(ls, checkUTF8)
 		if ok {
 			d.labels = d.labels[:lo+n]
 			d.spans = append(d.spans, span{lo: lo, hi: lo + n, slo: slo, shi: len(d.samples), name: name})
@@ -694,39 +766,55 @@ func compareLabels(a, b batch.Label) int { return strings.Compare(a.Name, b.Name
 // with an empty value, which Prometheus treats as absent. It returns the number of labels kept
 // (they are ls[:n]) and the metric name; or, when the labels are invalid, ok false with the reason
 // and the offending label name.
-func (d *decoder) checkLabels(ls []batch.Label) (n int, name string, r reason, bad string, ok bool) {
+func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name string, r reason, bad string, ok bool) {
+	// One comparison per pair finds both disorder and duplicates in the common, sorted case.
 	for i := 1; i < len(ls); i++ {
-		if ls[i].Name < ls[i-1].Name {
+		a, b := ls[i-1].Name, ls[i].Name
+		if len(a) > 0 && len(b) > 0 && a[0] < b[0] {
+			continue // the usual case, decided by the first byte
+		}
+		c := strings.Compare(a, b)
+		if c == 0 {
+			return 0, "", reasonDuplicateLabelName, ls[i].Name, false
+		}
+		if c > 0 {
 			slices.SortFunc(ls, compareLabels)
+			for j := 1; j < len(ls); j++ {
+				if ls[j-1].Name == ls[j].Name {
+					return 0, "", reasonDuplicateLabelName, ls[j].Name, false
+				}
+			}
 			break
 		}
 	}
-	haveName := false
-	for i := range ls {
-		l := &ls[i]
-		switch {
-		case l.Name == "":
-			return 0, name, reasonEmptyLabelName, "", false
-		case i > 0 && ls[i-1].Name == l.Name:
-			return 0, name, reasonDuplicateLabelName, l.Name, false
-		case d.lim.maxNameLen > 0 && len(l.Name) > d.lim.maxNameLen:
-			return 0, name, reasonLabelNameTooLong, l.Name, false
-		case d.lim.maxValueLen > 0 && len(l.Value) > d.lim.maxValueLen:
-			return 0, name, reasonLabelValueTooLong, l.Name, false
-		case !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value):
-			return 0, name, reasonInvalidUTF8, l.Name, false
-		case l.Name == metricNameLabel:
-			name, haveName = l.Value, l.Value != ""
-		}
+	if len(ls) > 0 && ls[0].Name == "" { // the empty name sorts first
+		return 0, "", reasonEmptyLabelName, "", false
 	}
-	if !haveName {
+	lim := d.lim
+	for i := range ls {
+		l := ls[i]
+		if lim.maxNameLen > 0 && len(l.Name) > lim.maxNameLen {
+			return 0, "", reasonLabelNameTooLong, l.Name, false
+		}
+		if lim.maxValueLen > 0 && len(l.Value) > lim.maxValueLen {
+			return 0, "", reasonLabelValueTooLong, l.Name, false
+		}
+		if checkUTF8 && (!utf8.ValidString(l.Name) || !utf8.ValidString(l.Value)) {
+			return 0, "", reasonInvalidUTF8, l.Name, false
+		}
+		if l.Value == "" {
+			continue
+		}
+		if l.Name == metricNameLabel {
+			name = l.Value
+		}
+		if n != i {
+			ls[n] = l
+		}
+		n++
+	}
+	if name == "" {
 		return 0, "", reasonMissingMetricName, "", false
-	}
-	for i := range ls {
-		if ls[i].Value != "" {
-			ls[n] = ls[i]
-			n++
-		}
 	}
 	return n, name, 0, "", true
 }

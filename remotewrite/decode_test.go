@@ -140,6 +140,8 @@ func seedsV1(tb testing.TB) map[string][]byte {
 		"truncated":            ok[:len(ok)-3],
 		"unknown_field":        protowire.AppendVarint(protowire.AppendTag(slices.Clone(ok), 15, protowire.VarintType), 42),
 		"long_strings":         msg(nil, series("__name__", strings.Repeat("n", 300), "v", strings.Repeat("ü", 200))),
+		// Found by fuzzing: a series with an empty label message.
+		"regression_empty_label": {0x0a, 0x02, 0x0a, 0x00},
 	}
 }
 

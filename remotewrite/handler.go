@@ -123,9 +123,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	hdr := w.Header()
 	if p == protoV2 {
-		hdr["X-Prometheus-Remote-Write-Samples-Written"] = []string{strconv.Itoa(res.samples)}
-		hdr["X-Prometheus-Remote-Write-Histograms-Written"] = []string{strconv.Itoa(res.histograms)}
-		hdr["X-Prometheus-Remote-Write-Exemplars-Written"] = []string{strconv.Itoa(res.exemplars)}
+		v := []string{strconv.Itoa(res.samples), strconv.Itoa(res.histograms), strconv.Itoa(res.exemplars)}
+		hdr["X-Prometheus-Remote-Write-Samples-Written"] = v[0:1:1]
+		hdr["X-Prometheus-Remote-Write-Histograms-Written"] = v[1:2:2]
+		hdr["X-Prometheus-Remote-Write-Exemplars-Written"] = v[2:3:3]
 	}
 	if res.code == http.StatusNoContent {
 		w.WriteHeader(res.code)

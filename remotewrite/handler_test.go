@@ -186,19 +186,19 @@ func TestHandler(t *testing.T) {
 			wantCode: 204, wantSeries: []rec{okRec}, wantCalls: 1,
 		},
 		{
-			name: "v1 stale marker, NaN and Inf pass unchanged",
-			body: v1Body(t, nil, series("__name__", "up").with(smp(1, stale), smp(2, math.NaN()), smp(3, math.Inf(-1)), smp(-4, -4.5))),
+			name:     "v1 stale marker, NaN and Inf pass unchanged",
+			body:     v1Body(t, nil, series("__name__", "up").with(smp(1, stale), smp(2, math.NaN()), smp(3, math.Inf(-1)), smp(-4, -4.5))),
 			wantCode: 204, wantCalls: 1, wantSeries: []rec{{Labels: `{__name__="up"}`,
 				Samples: []recSample{rs(1, stale), rs(2, math.NaN()), rs(3, math.Inf(-1)), rs(-4, -4.5)}}},
 		},
 		{
-			name: "v1 unsorted labels are sorted",
-			body: v1Body(t, nil, series("job", "x", "__name__", "a", "instance", "i", "Zone", "z")),
+			name:     "v1 unsorted labels are sorted",
+			body:     v1Body(t, nil, series("job", "x", "__name__", "a", "instance", "i", "Zone", "z")),
 			wantCode: 204, wantCalls: 1, wantSeries: []rec{{Labels: `{Zone="z", __name__="a", instance="i", job="x"}`, Samples: []recSample{rs(1000, 1)}}},
 		},
 		{
-			name: "v1 empty label values are dropped",
-			body: v1Body(t, nil, series("__name__", "a", "empty", "", "job", "x")),
+			name:     "v1 empty label values are dropped",
+			body:     v1Body(t, nil, series("__name__", "a", "empty", "", "job", "x")),
 			wantCode: 204, wantCalls: 1, wantSeries: []rec{{Labels: `{__name__="a", job="x"}`, Samples: []recSample{rs(1000, 1)}}},
 		},
 		{
