@@ -1,6 +1,7 @@
 package backtest
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -43,7 +44,7 @@ func NewReader(r io.Reader) *Reader { return NewColumnReader(r, "value") }
 // NewColumnReader reads its values from the named header column instead of "value", so that a
 // file holding several columns, such as another detector's scores, can be read as is.
 func NewColumnReader(r io.Reader, column string) *Reader {
-	c := csv.NewReader(r) // encoding/csv buffers its input itself.
+	c := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
 	c.ReuseRecord = true
 	c.TrimLeadingSpace = true
 	c.Comment = '#'

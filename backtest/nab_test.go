@@ -219,3 +219,32 @@ func TestReadWindows(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSweep is the threshold choice on a corpus the size of the NAB subset (41 files,
+// 190k rows, 69 windows), with as many distinct scores as rows.
+func BenchmarkSweep(b *testing.B) {
+	files := make([]*Labelled, 41)
+	for f := range files {
+		n := 4650
+		times := make([]int64, n)
+		scores := make([]float64, n)
+		for i := range times {
+			times[i] = int64(i) * 300000
+			scores[i] = math.Abs(math.Sin(float64(f*n+i))) * 3
+		}
+		ws := []Window{{Start: times[n/2], End: times[n/2+200]}, {Start: times[n-600], End: times[n-400]}}
+		if f%5 == 0 {
+			ws = ws[:1]
+		}
+		l, err := Label(times, scores, ws)
+		require.NoError(b, err)
+		files[f] = l
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s := NewSweep(files)
+		for _, p := range Profiles() {
+			s.Best(p)
+		}
+	}
+}
