@@ -90,22 +90,31 @@ const (
 	// whose normal has bursts or spikes now and then (a load balancer, a disk flushing) learns
 	// them as normal, however small its spread between them; the band of a series with light
 	// tails is set by its spread, as the quantile is well inside it. tailStep is the quantile's
-	// step in log space: a rise by 65% on a residual above it, a halving in about 280 samples
-	// without one.
-	tailRate   = 0.005
-	tailStep   = 0.5
-	tailMargin = 1.2
+	// step in log space once it has settled: a rise by 5% on a residual above it, so that it
+	// learns the tail over days and a burst of noise lasting hours is still seen.
+	tailRate      = 0.005
+	tailStep      = 0.05
+	tailStepStart = 10.0
+	tailStepMax   = 0.5
+	tailMargin    = 1.2
+
+	// maxStep is the most time one sample stands for in any smoothing weight.
+	maxStep = float64(hourMs)
+
+	// tauJump is how long a re-level step is remembered to recognise a return.
+	tauJump = 6 * float64(hourMs)
 
 	// spreadFloorShare is the share of a candidate's overall spread below which its spread at a
 	// time of day cannot fall: the hourly spread rests on few samples, and must not make a
 	// quiet hour alert on ordinary noise.
 	spreadFloorShare = 0.7
 
-	// switchRatio is how much lower a richer candidate's error must be than the simpler one's to
-	// become active; stayRatio is the bound for staying active once it is. The gap between
-	// them keeps the choice from flapping.
-	switchRatio = 0.8
-	stayRatio   = 0.95
+	// switchRatio is how much lower a richer candidate's mean squared error must be than the
+	// simpler one's to become active (a fifth lower in root mean square); stayRatio is the
+	// bound for staying active once it is. The gap between them keeps the choice from
+	// flapping.
+	switchRatio = 0.64
+	stayRatio   = 0.9
 	// minDaysDaily is how much sample time the daily profile needs before it may be chosen: a
 	// day to learn it and a day in which its one-step error is measured out of sample.
 	minDaysDaily = 2
@@ -164,13 +173,15 @@ type Model struct {
 	// mad is each candidate's mean absolute one-step residual: its spread, and the measure by
 	// which candidates are compared.
 	mad [numCandidates]float32
-	// jump is each candidate's last re-level step, 0 if none.
-	jump [numCandidates]float32
+	// msr is each candidate's mean squared one-step residual, clipped: the measure by which
+	// candidates are compared, as it weighs the large misses that page someone.
+	msr [numCandidates]float32
+	// jump is the active candidate's last re-level step, fading; 0 if none.
+	jump float32
 
 	// tail is the active candidate's tailRate-quantile of absolute residuals, tracked only
 	// over residuals that do not continue an out-of-band run.
-	tail     float32
-	interval float32 // typical sampling interval, ms
+	tail float32
 
 	n       uint16              // samples seen, saturating
 	pFlat   uint16              // rate of flat steps, in units of 1/65535
@@ -189,20 +200,12 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		return m.result(t, v, v, 0, s)
 	}
 	dt := float64(max(t-m.lastT, 0))
-	// A gap counts as a few typical intervals: long enough to let the offsets follow, short
-	// enough that one sample after a gap cannot replace what was learned.
-	iv := float64(m.interval)
-	if m.n == 1 || iv <= 0 {
-		iv = dt
-	} else {
-		iv += 0.1 * (min(dt, 4*iv) - iv)
-	}
-	m.interval = float32(iv)
-	dtEff := dt
-	if iv > 0 {
-		dtEff = min(dt, 4*iv)
-	}
+	// A gap weighs as much as an hour of samples: enough to let the offsets follow, not so
+	// much that one sample after a gap replaces what was learned.
+	dtEff := min(dt, maxStep)
 	c := m.clock(t)
+	// The memory of a re-level fades: after a while the level before it is just a level.
+	m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
 
 	// Predictions of every candidate, from the state before v.
 	var prof, exp, res, band, sigma [numCandidates]float64
@@ -224,6 +227,12 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
 	a := m.choose(&c, s.Seasonality)
+	if old := int(m.active); a != old && m.mad[old] > 0 {
+		// The tail was learned from the residuals of the candidate that scored so far: carry it
+		// over in proportion to the two candidates' spreads.
+		m.tail = f32(float64(m.tail) * float64(m.mad[a]) / float64(m.mad[old]))
+		m.jump = 0
+	}
 	m.active = uint8(a)
 	if math.Abs(v-m.lastV) <= max(flatRel*sigma[a], 1e-12*math.Abs(v)) {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
@@ -231,8 +240,8 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.flatRun = 0
 	}
 	expected := exp[a]
-	if m.snaps(a, res[a], band[a]) {
-		expected -= float64(m.jump[a])
+	if m.snaps(res[a], band[a]) {
+		expected -= float64(m.jump)
 	}
 	r := m.result(t, v, expected, sigma[a], s)
 
@@ -244,10 +253,10 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	aSpread := max(-math.Expm1(-dtEff/tauSpread), 1/float64(m.n))
 	warm := m.n >= warmupSamples
 	for k := range numCandidates {
-		if m.snaps(k, res[k], band[k]) {
-			m.offset[k] -= float64(m.jump[k])
-			res[k] += float64(m.jump[k])
-			m.jump[k] = -m.jump[k]
+		if k == a && m.snaps(res[k], band[k]) {
+			m.offset[k] -= float64(m.jump)
+			res[k] += float64(m.jump)
+			m.jump = -m.jump
 		}
 		psi := res[k]
 		if warm {
@@ -284,7 +293,8 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		if warm {
 			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
 		}
-		m.mad[k] = float32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
+		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
+		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
 		if k == a {
 			m.learnTail(math.Abs(res[k]), res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0)
 			for i, hd := range c.hd {
@@ -303,7 +313,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		}
 		if abs8(m.run[k]) >= relevelRun {
 			off := v - m.base - m.profile(k, &c)
-			m.jump[k] = f32(off - m.offset[k])
+			if k == a {
+				m.jump = f32(off - m.offset[k])
+			}
 			m.offset[k] = off
 			m.run[k] = 0
 		}
@@ -329,23 +341,25 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 // run is left out: a level change is one event, not a tail.
 func (m *Model) learnTail(absRes float64, continuesRun bool) {
 	q := float64(m.tail)
+	// Large steps at first find the quantile's scale; small ones then keep it steady.
+	step := min(max(tailStep, tailStepStart/float64(m.n)), tailStepMax)
 	switch {
 	case continuesRun:
 		return
 	case q <= 0:
 		q = absRes
 	case absRes > q:
-		q *= math.Exp(tailStep * (1 - tailRate))
+		q *= math.Exp(step * (1 - tailRate))
 	default:
-		q *= math.Exp(-tailStep * tailRate)
+		q *= math.Exp(-step * tailRate)
 	}
 	m.tail = f32(q)
 }
 
-// snaps reports whether the residual res of candidate k, outside its band, is inside the band
-// around the level it had before its last re-level: the series went back.
-func (m *Model) snaps(k int, res, band float64) bool {
-	j := float64(m.jump[k])
+// snaps reports whether the residual res of the active candidate, outside its band, is inside
+// the band around the level it had before its last re-level: the series went back.
+func (m *Model) snaps(res, band float64) bool {
+	j := float64(m.jump)
 	return j != 0 && math.Abs(res) > band && math.Abs(res+j) <= band && m.n >= warmupSamples
 }
 
@@ -422,7 +436,7 @@ func (m *Model) choose(c *clock, season Seasonality) int {
 		if k == int(m.active) {
 			ratio = stayRatio
 		}
-		if m.mad[k] < float32(ratio)*m.mad[best] {
+		if m.msr[k] < float32(ratio)*m.msr[best] {
 			best = k
 		}
 	}
@@ -564,4 +578,9 @@ func abs8(x int8) int8 {
 		return -x
 	}
 	return x
+}
+
+// season is the season of the active candidate, for tests.
+func (m *Model) season() Seasonality {
+	return [numCandidates]Seasonality{SeasonNone, SeasonDaily, SeasonWeekly, SeasonDailyWeekly}[m.active]
 }
