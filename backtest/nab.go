@@ -102,8 +102,9 @@ type Labelled struct {
 	Rows int
 }
 
-// Windows is the number of windows that count: those with at least one row past probation.
-func (l *Labelled) Windows() int { return l.windows }
+// CountedWindows is the number of windows that count: those with at least one row past
+// probation. A window that ends within probation is no test of the detector.
+func (l *Labelled) CountedWindows() int { return l.windows }
 
 // Label prepares a file for scoring. times are the row timestamps in file order, scores the
 // detector's score per row: NaN where no detection is possible (a row the detector skipped).

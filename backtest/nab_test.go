@@ -80,7 +80,7 @@ func TestScorerWindowsAndProbation(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, 6, Probation(len(times)))
-			require.Equal(t, tc.want, l.Windows())
+			require.Equal(t, tc.want, l.CountedWindows())
 		})
 	}
 	require.Equal(t, 750, Probation(100000))

@@ -26,12 +26,13 @@ type backtestCmd struct {
 	metric     string
 	plot       string
 
-	promURL   string
-	query     string
-	start     string
-	end       string
-	step      prommodel.Duration
-	outputDir string
+	promURL      string
+	query        string
+	start        string
+	end          string
+	step         prommodel.Duration
+	outputDir    string
+	outputDirSet bool
 }
 
 func (c *backtestCmd) register(app *kingpin.Application) {
@@ -52,7 +53,7 @@ func (c *backtestCmd) register(app *kingpin.Application) {
 	cmd.Flag("start", "Start of the range: RFC 3339, \"2006-01-02 15:04:05\" (UTC) or Unix seconds.").PlaceHolder("T").StringVar(&c.start)
 	cmd.Flag("end", "End of the range, in the same forms, or now.").Default("now").PlaceHolder("T").StringVar(&c.end)
 	cmd.Flag("step", "Resolution of the range query. Long ranges are fetched in chunks under Prometheus's limit of 11000 points per series.").Default("1m").SetValue(&c.step)
-	cmd.Flag("output-dir", "Directory for the CSV files of a range query, one per series.").Default(".").PlaceHolder("DIR").StringVar(&c.outputDir)
+	cmd.Flag("output-dir", "Directory for the CSV files of a range query, one per series.").Default(".").PlaceHolder("DIR").IsSetByUser(&c.outputDirSet).StringVar(&c.outputDir)
 }
 
 func (c *backtestCmd) run(ctx context.Context, std stdio) error {
@@ -67,16 +68,16 @@ func (c *backtestCmd) run(ctx context.Context, std stdio) error {
 	case c.input != "" && c.promURL != "":
 		return errors.New("backtest: --input and --prometheus.url exclude each other")
 	case c.input != "":
-		if c.query != "" || c.start != "" {
-			return errors.New("backtest: --query and --start go with --prometheus.url, not --input")
+		if c.query != "" || c.start != "" || c.outputDirSet {
+			return errors.New("backtest: --query, --start and --output-dir go with --prometheus.url, not --input")
 		}
 		return c.runCSV(std)
 	case c.promURL != "":
 		if c.query == "" || c.start == "" {
 			return errors.New("backtest: --prometheus.url needs --query and --start")
 		}
-		if c.metric != "" {
-			return errors.New("backtest: --metric goes with --input; a range query's series have their own names")
+		if c.metric != "" || c.output != "-" {
+			return errors.New("backtest: --metric and --output go with --input; a range query's series have their own names and files (--output-dir)")
 		}
 		return c.runPrometheus(ctx, std)
 	}

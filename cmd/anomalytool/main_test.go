@@ -90,6 +90,8 @@ func TestUsageErrors(t *testing.T) {
 		{"both sources", []string{"backtest", "--input", "x.csv", "--prometheus.url", "http://p"}, "exclude each other"},
 		{"query flags with a CSV", []string{"backtest", "--input", "x.csv", "--query", "up"}, "go with --prometheus.url"},
 		{"prometheus without query", []string{"backtest", "--prometheus.url", "http://p"}, "needs --query and --start"},
+		{"output dir with a CSV", []string{"backtest", "--input", "x.csv", "--output-dir", "d"}, "go with --prometheus.url"},
+		{"output with a query", []string{"backtest", "--prometheus.url", "http://p", "--query", "up", "--start", "0", "--output", "o.csv"}, "go with --input"},
 		{"bad type", []string{"backtest", "--input", "x.csv", "--type", "histogram"}, "enum value must be one of"},
 		{"eval without data", []string{"eval", "--windows", "w.json"}, "required flag(s) '--data' not provided"},
 	} {
