@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/anomaly-exporter/anomaly_exporter/batch"
 	"github.com/anomaly-exporter/anomaly_exporter/detector"
 	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
@@ -250,27 +249,5 @@ func TestReplayStopsAtBadRow(t *testing.T) {
 func TestFormatFloat(t *testing.T) {
 	for in, want := range map[float64]string{0: "0", 1.5: "1.5", -123456789: "-123456789", 1e-7: "1e-07", 1e22: "1e+22", 0.001: "0.001"} {
 		require.Equal(t, want, FormatFloat(in))
-	}
-}
-
-func TestIsCounter(t *testing.T) {
-	for _, tc := range []struct {
-		typ  batch.MetricType
-		name string
-		want bool
-	}{
-		{batch.Counter, "anything", true},
-		{batch.Gauge, "requests_total", false},
-		{batch.Histogram, "latency_seconds_bucket", true},
-		{batch.Histogram, "latency_seconds_count", true},
-		{batch.Summary, "latency_seconds", false},
-		{batch.Summary, "latency_seconds_sum", true},
-		{batch.GaugeHistogram, "queue_bucket", false},
-		{batch.Unknown, "http_requests_total", true},
-		{batch.Unknown, "latency_seconds_count", true},
-		{batch.Unknown, "node_load1", false},
-		{batch.Unknown, "", false},
-	} {
-		require.Equal(t, tc.want, IsCounter(tc.typ, tc.name), "%s %s", tc.typ, tc.name)
 	}
 }

@@ -253,7 +253,7 @@ func (sh *shard) indexOf(e *entry) int32 {
 // isCounter says whether a series is scored on its rate. Metadata wins; without it the naming
 // conventions decide. Histogram and summary parts (_count, _sum, _bucket) are counters, summary
 // quantiles and gauge histograms are not.
-func isCounter(t batch.MetricType, name string) bool {
+func IsCounter(t batch.MetricType, name string) bool {
 	switch t {
 	case batch.Counter:
 		return true
@@ -348,7 +348,7 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 		s.series.Add(1)
 		st.created++
 		e.rule, e.gen, e.fp = uint16(rule), rs.gen, rs.fingerprints[rule]
-		e.stream.Counter = isCounter(ser.Type, metricName(ser.Labels))
+		e.stream.Counter = IsCounter(ser.Type, metricName(ser.Labels))
 	case e.gen != rs.gen:
 		rule, ok := rs.Rules.Match(ser.Labels)
 		if !ok {

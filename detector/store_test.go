@@ -180,7 +180,7 @@ func TestStoreCounters(t *testing.T) {
 		{batch.Summary, "rpc_duration_seconds_sum", true},
 		{batch.GaugeHistogram, "queue_size_bucket", false},
 	} {
-		require.Equal(t, tc.counter, isCounter(tc.typ, tc.name), "%s %s", tc.typ, tc.name)
+		require.Equal(t, tc.counter, IsCounter(tc.typ, tc.name), "%s %s", tc.typ, tc.name)
 	}
 
 	s := newTestStore(t, testOptions())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anomaly-exporter/anomaly_exporter/backtest"
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
+	"github.com/anomaly-exporter/anomaly_exporter/detector"
 )
 
 // backtestCmd is `backtest`: what the detector would have said, sample by sample, about history
@@ -92,7 +93,7 @@ func (c *backtestCmd) counter(t batch.MetricType, name string) bool {
 	case "gauge":
 		return false
 	}
-	return backtest.IsCounter(t, name)
+	return detector.IsCounter(t, name)
 }
 
 func kind(counter bool) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/anomaly-exporter/anomaly_exporter/backtest"
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
+	"github.com/anomaly-exporter/anomaly_exporter/detector"
 )
 
 // alertThreshold is the score at which the mixin's alerts fire: the edge of the normal band.
@@ -63,7 +64,7 @@ func (c *evalCmd) run(std stdio) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		return backtest.AlertScoresFile(f.Path, backtest.IsCounter(batch.Unknown, metric), settings)
+		return backtest.AlertScoresFile(f.Path, detector.IsCounter(batch.Unknown, metric), settings)
 	})
 	if err != nil {
 		return err
