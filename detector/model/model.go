@@ -135,6 +135,10 @@ const (
 	// tauFlat is the memory of the rate of flat steps: a flatline stops scoring after a few of
 	// these, when it has become the normal.
 	tauFlat = 6 * float64(hourMs)
+	// A flat run must also be flatLongestFactor times longer than the longest that ended in the
+	// last few days: a series that is flat for a while every day (a job that idles at the same
+	// hour) is not flatlining when it does so again.
+	flatLongestFactor = 1.5
 )
 
 // visitLogKeep[j-1] is log(1-weight) of a bucket's j-th visit: 1/j (an average of the visits)
@@ -188,6 +192,9 @@ type Model struct {
 	flatRun uint16              // current run of flat steps
 	run     [numCandidates]int8 // signed length of the current out-of-band run
 	active  uint8               // candidate that scores
+	// flatLongest is the longest run of flat steps lately seen to end (saturating), fading by a
+	// quarter at each midnight.
+	flatLongest uint8
 }
 
 // Observe scores v at t against the baseline as it was before v, then learns v. t is in
@@ -234,9 +241,13 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.jump = 0
 	}
 	m.active = uint8(a)
+	if floorDiv(t, dayMs) > floorDiv(m.lastT, dayMs) {
+		m.flatLongest -= m.flatLongest / 4
+	}
 	if math.Abs(v-m.lastV) <= max(flatRel*sigma[a], 1e-12*math.Abs(v)) {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
 	} else {
+		m.flatLongest = uint8(min(max(uint16(m.flatLongest), m.flatRun), math.MaxUint8))
 		m.flatRun = 0
 	}
 	expected := exp[a]
@@ -402,7 +413,7 @@ func (m *Model) flatScore() float64 {
 	if m.flatRun == 0 || p >= flatMaxRate {
 		return 0
 	}
-	need := float64(flatMinRun)
+	need := max(float64(flatMinRun), flatLongestFactor*float64(m.flatLongest))
 	if p > 0 {
 		need = max(need, math.Log(flatOdds)/math.Log(p))
 	}
