@@ -168,7 +168,8 @@ func LoadFile(path string) (*Config, error) {
 }
 
 // Load parses and validates a configuration. An empty document is the default global section with
-// one catch-all rule, so that a file holding only a global section still scores every series.
+// one catch-all rule, so that a file holding only a global section still scores every series;
+// an explicitly empty rules list, which would score nothing, is refused.
 // Errors carry the line and the field they are about.
 func Load(data []byte) (*Config, error) {
 	var f file
