@@ -92,6 +92,8 @@ const (
 	// tails is set by its spread, as the quantile is well inside it. tailStep is the quantile's
 	// step in log space once it has settled: a rise by 5% on a residual above it, so that it
 	// learns the tail over days and a burst of noise lasting hours is still seen.
+	// Before it settles the step is tailStepStart/n (at most tailStepMax), so that the quantile
+	// finds the series' scale within its first samples.
 	tailRate      = 0.005
 	tailStep      = 0.05
 	tailStepStart = 10.0
@@ -141,6 +143,9 @@ const (
 	flatLongestFactor = 1.5
 )
 
+// tailUp and tailDown are the settled steps of the tail quantile.
+var tailUp, tailDown = math.Exp(tailStep * (1 - tailRate)), math.Exp(-tailStep * tailRate)
+
 // visitLogKeep[j-1] is log(1-weight) of a bucket's j-th visit: 1/j (an average of the visits)
 // until the exponential memory of profileVisits visits takes over.
 var visitLogKeep = func() (l [profileVisits + 1]float64) {
@@ -174,8 +179,7 @@ type Model struct {
 	dw     [2][24]float32 // profile of candDailyWeekly: weekday, weekend by hour
 	// spread is the mean absolute residual of the active candidate by hour of day.
 	spread [24]float32
-	// mad is each candidate's mean absolute one-step residual: its spread, and the measure by
-	// which candidates are compared.
+	// mad is each candidate's mean absolute one-step residual: its spread.
 	mad [numCandidates]float32
 	// msr is each candidate's mean squared one-step residual, clipped: the measure by which
 	// candidates are compared, as it weighs the large misses that page someone.
@@ -212,7 +216,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	dtEff := min(dt, maxStep)
 	c := m.clock(t)
 	// The memory of a re-level fades: after a while the level before it is just a level.
-	m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
+	if m.jump != 0 {
+		m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
+	}
 
 	// Predictions of every candidate, from the state before v.
 	var prof, exp, res, band, sigma [numCandidates]float64
@@ -359,6 +365,10 @@ func (m *Model) learnTail(absRes float64, continuesRun bool) {
 		return
 	case q <= 0:
 		q = absRes
+	case step == tailStep && absRes > q:
+		q *= tailUp
+	case step == tailStep:
+		q *= tailDown
 	case absRes > q:
 		q *= math.Exp(step * (1 - tailRate))
 	default:
@@ -564,7 +574,13 @@ func learn(p float32, e, frac float64, visits int) float32 {
 
 // f32 converts to float32, saturating instead of overflowing to infinity.
 func f32(x float64) float32 {
-	return float32(max(-math.MaxFloat32, min(math.MaxFloat32, x)))
+	switch {
+	case x > math.MaxFloat32:
+		return math.MaxFloat32
+	case x < -math.MaxFloat32:
+		return -math.MaxFloat32
+	}
+	return float32(x)
 }
 
 func floorDiv(a, b int64) int64 {
