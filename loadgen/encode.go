@@ -26,7 +26,7 @@ import (
 //	...v2.Sample                    value=1 timestamp=2
 //	...v2.Metadata                  type=1 help_ref=3
 
-// Tags: field number << 3 | wire type.
+// Tags: field number << 3 | wire type (0 varint, 1 fixed64, 2 length-delimited).
 const (
 	tagV1Series   = 1<<3 | 2
 	tagV2Symbol   = 4<<3 | 2
@@ -38,9 +38,9 @@ const (
 	tagName       = 1<<3 | 2
 	tagValue      = 2<<3 | 2
 	tagSampleVal  = 1<<3 | 1
-	tagSampleTime = 2<<3 | 0
-	tagMetaType   = 1<<3 | 0
-	tagMetaHelp   = 3<<3 | 0
+	tagSampleTime = 2 << 3
+	tagMetaType   = 1 << 3
+	tagMetaHelp   = 3 << 3
 )
 
 // RW 2.0 metric types.
@@ -62,8 +62,6 @@ type chunk struct {
 type chunkBuilder struct {
 	p      Protocol
 	names  []metricName
-	seed   uint64
-	step   float64
 	labels []label
 	refs   map[string]uint32
 	syms   []string
