@@ -87,13 +87,6 @@ type limits struct {
 	maxLabels, maxNameLen, maxValueLen, maxSeries int
 }
 
-// span locates one kept series in the label and sample arenas while decoding; the arenas may still
-// grow (and move), so the series' slices are only cut from them when the request is complete.
-type span struct {
-	lo, hi, slo, shi int
-	name             string // value of __name__, for the RW 1.0 metadata lookup
-}
-
 // metaEntry is one RW 1.0 metric family's type.
 type metaEntry struct {
 	name string
@@ -115,10 +108,14 @@ type decoder struct {
 	body []byte // the request body as read (compressed)
 	buf  []byte // the decoded protobuf message
 
+	// b's series slice their labels and samples out of two arenas. When an arena grows, the
+	// series cut before stay valid in the old array, which nothing writes to any more; moved
+	// records that, so that reset drops those references rather than keeping the old arrays
+	// alive in the pool.
 	b       batch.Batch
 	labels  []batch.Label
 	samples []batch.Sample
-	spans   []span
+	moved   bool
 	symbols []string
 	meta    []metaEntry
 
@@ -135,10 +132,13 @@ type decoder struct {
 
 // reset prepares the decoder for a new request, keeping every buffer's capacity.
 func (d *decoder) reset() {
+	if d.moved {
+		clear(d.b.Series[:cap(d.b.Series)])
+		d.moved = false
+	}
 	d.b.Series = d.b.Series[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
-	d.spans = d.spans[:0]
 	d.symbols = d.symbols[:0]
 	d.meta = d.meta[:0]
 	d.seriesTotal = 0
@@ -202,9 +202,29 @@ func skipField(what string, num protowire.Number, typ protowire.Type, b []byte) 
 
 // decodeV1 decodes a prometheus.WriteRequest into d.b. It returns an error wrapping errMalformed
 // when the message cannot be decoded, and errTooManySeries when the request is over the series
-// limit. Series with invalid labels are dropped and recorded in d's rejection counters.
-func (d *decoder) decodeV1(data []byte) error {
+// limit; d.b is empty then. Series with invalid labels are dropped and recorded in d's rejection
+// counters.
+func (d *decoder) decodeV1(data []byte) error { return d.decode(data, (*decoder).parseV1) }
+
+// decodeV2 decodes an io.prometheus.write.v2.Request into d.b, with the contract of decodeV1.
+func (d *decoder) decodeV2(data []byte) error { return d.decode(data, (*decoder).parseV2) }
+
+func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error {
 	d.reset()
+	labelsCap, samplesCap := cap(d.labels), cap(d.samples)
+	err := parse(d, data)
+	d.moved = d.moved || cap(d.labels) != labelsCap || cap(d.samples) != samplesCap
+	if err == nil {
+		err = d.finish()
+	}
+	if err != nil {
+		d.b.Series = d.b.Series[:0]
+	}
+	return err
+}
+
+// parseV1 decodes the fields of a prometheus.WriteRequest.
+func (d *decoder) parseV1(data []byte) error {
 	for len(data) > 0 {
 		num, typ, n := consumeTag(data)
 		if n < 0 {
@@ -241,7 +261,7 @@ func (d *decoder) decodeV1(data []byte) error {
 	if len(d.meta) > 0 {
 		d.applyMetadataV1()
 	}
-	return d.finish()
+	return nil
 }
 
 // seriesV1 decodes one prometheus.TimeSeries. Labels take the most time, so the common encoding
@@ -334,18 +354,15 @@ func (d *decoder) seriesV1(m []byte) error {
 // isASCII reports whether b has no byte with the high bit set, eight bytes at a time. Label
 // strings are nearly always ASCII, and ASCII is valid UTF-8, so this spares most utf8 checks.
 func isASCII(b []byte) bool {
+	var acc uint64
 	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return false
-		}
+		acc |= binary.LittleEndian.Uint64(b)
 		b = b[8:]
 	}
 	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
+		acc |= uint64(c)
 	}
-	return true
+	return acc&0x8080808080808080 == 0
 }
 
 // labelV1 decodes one prometheus.Label.
@@ -485,8 +502,8 @@ func (d *decoder) applyMetadataV1() {
 		}
 		return d.meta[i].typ, true
 	}
-	for i := range d.spans {
-		name := d.spans[i].name
+	for i := range d.b.Series {
+		name := metricName(d.b.Series[i].Labels)
 		t, ok := find(name)
 		for _, suffix := range familySuffixes {
 			if ok {
@@ -502,11 +519,9 @@ func (d *decoder) applyMetadataV1() {
 	}
 }
 
-// decodeV2 decodes an io.prometheus.write.v2.Request into d.b, with the same error contract as
-// decodeV1. The symbols are collected in a first pass because protobuf allows them to follow
-// the series that reference them.
-func (d *decoder) decodeV2(data []byte) error {
-	d.reset()
+// parseV2 decodes the fields of an io.prometheus.write.v2.Request. The symbols are collected in a
+// first pass because protobuf allows them to follow the series that reference them.
+func (d *decoder) parseV2(data []byte) error {
 	d.symbolsValid = true
 	for rest := data; len(rest) > 0; {
 		num, typ, n := consumeTag(rest)
@@ -555,7 +570,7 @@ func (d *decoder) decodeV2(data []byte) error {
 			return err
 		}
 	}
-	return d.finish()
+	return nil
 }
 
 // symbol resolves a symbol reference, truncated to 32 bits as a uint32 field is.
@@ -732,9 +747,11 @@ func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType
 		var n int
 		n, name, r, bad, ok = d.checkLabels(ls, checkUTF8)
 		if ok {
-			d.labels = d.labels[:lo+n]
-			d.spans = append(d.spans, span{lo: lo, hi: lo + n, slo: slo, shi: len(d.samples), name: name})
-			d.b.Series = append(d.b.Series, batch.Series{Type: typ, Histograms: hist, Exemplars: ex})
+			hi, shi := lo+n, len(d.samples)
+			d.labels = d.labels[:hi]
+			d.b.Series = append(d.b.Series, batch.Series{
+				Labels: d.labels[lo:hi:hi], Type: typ, Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
+			})
 			return
 		}
 	}
@@ -822,24 +839,15 @@ func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name str
 // errTooManySeries is returned when a request has more series than MaxSeriesPerRequest.
 var errTooManySeries = errors.New("too many series")
 
-// finish cuts the kept series' slices from the arenas, or rejects the whole request when it is
-// over the series limit.
+// finish rejects the whole request when it is over the series limit.
 func (d *decoder) finish() error {
 	if d.lim.maxSeries > 0 && d.seriesTotal > d.lim.maxSeries {
-		for i := range d.spans {
-			sp := &d.spans[i]
-			d.rejectedSamples[reasonTooManySeries] += sp.shi - sp.slo + d.b.Series[i].Histograms
+		for _, s := range d.b.Series {
+			d.rejectedSamples[reasonTooManySeries] += len(s.Samples) + s.Histograms
 		}
 		d.rejectedSeries = d.seriesTotal
 		d.first = rejection{reason: reasonTooManySeries}
-		d.b.Series = d.b.Series[:0]
 		return fmt.Errorf("%w: %d series, the limit is %d", errTooManySeries, d.seriesTotal, d.lim.maxSeries)
-	}
-	for i := range d.b.Series {
-		sp := &d.spans[i]
-		s := &d.b.Series[i]
-		s.Labels = d.labels[sp.lo:sp.hi:sp.hi]
-		s.Samples = d.samples[sp.slo:sp.shi:sp.shi]
 	}
 	return nil
 }

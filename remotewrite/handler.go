@@ -268,7 +268,6 @@ func (h *handler) put(d *decoder) {
 		cap(d.labels)*int(unsafe.Sizeof(batch.Label{})) +
 		cap(d.samples)*int(unsafe.Sizeof(batch.Sample{})) +
 		cap(d.b.Series)*int(unsafe.Sizeof(batch.Series{})) +
-		cap(d.spans)*int(unsafe.Sizeof(span{})) +
 		cap(d.symbols)*int(unsafe.Sizeof("")) +
 		cap(d.meta)*int(unsafe.Sizeof(metaEntry{}))
 	if size <= maxPooledBytes {
