@@ -12,7 +12,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=main
 
-.PHONY: help build run test test-deps test-short lint bench fuzz eval clean
+.PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 eval: build ## Score the detector on the NAB subset in ../shared/nab (when present).
 	@if [ -d ../shared/nab ]; then ./anomalytool eval --data ../shared/nab/data --windows ../shared/nab/labels/combined_windows.json; \
 	else echo "../shared/nab not found: nothing to evaluate"; fi
+
+loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE.
+	SERIES=$(SERIES) DURATION=$(DURATION) PROTOCOL=$(PROTOCOL) CONCURRENCY=$(CONCURRENCY) TARGET=$(TARGET) RATE=$(RATE) GO=$(GO) \
+	  ./scripts/loadtest.sh
 
 clean: ## Remove build outputs.
 	rm -rf anomaly_exporter anomalytool $(BIN) bench.txt
