@@ -84,10 +84,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: namespace, Subsystem: subsystem, Name: name, Help: help,
 		}, []string{"protocol"})
 	}
-	series := counter("series_received_total", "Series decoded from remote-write requests and handed to the appender.")
-	samples := counter("samples_received_total", "Float samples (stale markers included) decoded and handed to the appender.")
-	histograms := counter("histograms_received_total", "Native histogram samples decoded from accepted series; counted, not passed on.")
-	exemplars := counter("exemplars_received_total", "Exemplars decoded from accepted series; counted, not passed on.")
+	series := counter("series_received_total", "Series of remote-write requests that the appender accepted.")
+	samples := counter("samples_received_total", "Float samples (stale markers included) that the appender accepted.")
+	histograms := counter("histograms_received_total", "Native histogram samples of series the appender accepted; counted, not passed on.")
+	exemplars := counter("exemplars_received_total", "Exemplars of series the appender accepted; counted, not passed on.")
 	rejected := f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "samples_rejected_total",
 		Help: "Float and histogram samples of series rejected with a 400, by reason.",
