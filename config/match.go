@@ -1,12 +1,7 @@
 package config
 
 import (
-	"encoding/binary"
-	"hash/fnv"
-	"math"
-
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
-	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
 
 // Match returns the index of the first rule that matches the series with labels lbls, which must
@@ -53,33 +48,4 @@ func labelValue(lbls []batch.Label, name string) string {
 // Fingerprint identifies the rule's settings, not its name or selector: after a reload, a series
 // whose rule's fingerprint is unchanged keeps its model, even when it moved to another rule, and
 // only a series whose settings really changed starts learning again.
-func (r *Rule) Fingerprint() uint64 { return SettingsFingerprint(r.Settings) }
-
-// fingerprintVersion changes whenever the encoding below does, so that a fingerprint kept in a
-// checkpoint never equals one computed under another encoding.
-const fingerprintVersion = 1
-
-// SettingsFingerprint is a hash of every field of s, stable across processes and restarts so that
-// it can be kept in checkpoints. Settings that compare equal have equal fingerprints (-0 and +0
-// included).
-func SettingsFingerprint(s model.Settings) uint64 {
-	var b [3 + 4*8]byte
-	b[0] = fingerprintVersion
-	b[1] = byte(s.Seasonality)
-	b[2] = byte(s.Direction)
-	binary.LittleEndian.PutUint64(b[3:], floatBits(s.Sensitivity))
-	binary.LittleEndian.PutUint64(b[11:], floatBits(s.MinAbsDeviation))
-	binary.LittleEndian.PutUint64(b[19:], floatBits(s.MinRelDeviation))
-	binary.LittleEndian.PutUint64(b[27:], uint64(s.LearningPeriod))
-	h := fnv.New64a()
-	h.Write(b[:])
-	return h.Sum64()
-}
-
-// floatBits maps -0 to +0 so that equal values hash alike.
-func floatBits(v float64) uint64 {
-	if v == 0 {
-		return 0
-	}
-	return math.Float64bits(v)
-}
+func (r *Rule) Fingerprint() uint64 { return r.Settings.Fingerprint() }

@@ -4,7 +4,6 @@
 package detector
 
 import (
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,31 +110,12 @@ func NewStore(opts Options, reg prometheus.Registerer) *Store {
 func (s *Store) SetOptions(opts Options) {
 	rs := &ruleSet{Options: opts, fingerprints: make([]uint64, len(opts.Settings))}
 	for i := range opts.Settings {
-		rs.fingerprints[i] = settingsFingerprint(&opts.Settings[i])
+		rs.fingerprints[i] = opts.Settings[i].Fingerprint()
 	}
 	if old := s.opts.Load(); old != nil {
 		rs.gen = old.gen + 1
 	}
 	s.opts.Store(rs)
-}
-
-func settingsFingerprint(st *model.Settings) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	var b [8]byte
-	put := func(u uint64) {
-		for i := range b {
-			b[i] = byte(u >> (8 * i))
-		}
-		_, _ = d.Write(b[:])
-	}
-	put(uint64(st.Seasonality))
-	put(math.Float64bits(st.Sensitivity))
-	put(uint64(st.Direction))
-	put(math.Float64bits(st.MinAbsDeviation))
-	put(math.Float64bits(st.MinRelDeviation))
-	put(uint64(st.LearningPeriod))
-	return d.Sum64()
 }
 
 // hashLabels hashes the labels as they arrived, without building anything.
