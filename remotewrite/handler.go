@@ -30,8 +30,8 @@ import (
 // 32 MiB leaves room for large batches from vmagent or backfills while bounding memory.
 const DefaultMaxRequestBytes = 32 << 20
 
-// retryAfter is the Retry-After value of a 429, in seconds: long enough for the requests in flight
-// to finish, short enough that a sender catching up is not held back.
+// retryAfter is the Retry-After value of an overload 503, in seconds: long enough for the
+// requests in flight to finish, short enough that a sender catching up is not held back.
 const retryAfter = "1"
 
 // Options bound what one handler accepts. The zero value is usable: every field has a default
@@ -41,7 +41,8 @@ type Options struct {
 	// 413. 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
 	// MaxConcurrentRequests bounds the requests being read, decoded and appended at once; beyond
-	// it a request gets a 429 with Retry-After at once instead of queueing. Decoding is CPU-bound,
+	// it a request gets a 503 with Retry-After at once instead of queueing (not a 429: Prometheus
+	// retries a 429 only with retry_on_http_429 set, a 503 always). Decoding is CPU-bound,
 	// so the limit is there to bound memory (each admitted request may hold several times
 	// MaxRequestBytes) and the backlog in front of the Appender; slow senders hold a slot while
 	// their body arrives. 0 means 4×GOMAXPROCS, at least 8.
@@ -136,7 +137,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch res.code {
 		case http.StatusInternalServerError:
 			level = slog.LevelError
-		case http.StatusMethodNotAllowed, http.StatusTooManyRequests:
+		case http.StatusMethodNotAllowed, http.StatusServiceUnavailable:
 			level = slog.LevelDebug
 		}
 		h.logger.Log(r.Context(), level, "Remote-write request not accepted",
@@ -162,7 +163,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) (protocol, resul
 	case h.sem <- struct{}{}:
 	default:
 		w.Header().Set("Retry-After", retryAfter)
-		return p, result{code: http.StatusTooManyRequests, msg: "too many concurrent requests (limit " + strconv.Itoa(h.opts.MaxConcurrentRequests) + "), retry later"}
+		return p, result{code: http.StatusServiceUnavailable, msg: "too many concurrent requests (limit " + strconv.Itoa(h.opts.MaxConcurrentRequests) + "), retry later"}
 	}
 	defer func() { <-h.sem }()
 	h.m.inFlight.Inc()

@@ -549,7 +549,7 @@ func TestHandler(t *testing.T) {
 }
 
 // TestHandlerConcurrencyLimit fills every slot with requests blocked in the Appender and checks
-// that the next request is turned away at once with 429 and Retry-After, and that the slots are
+// that the next request is turned away at once with 503 and Retry-After, and that the slots are
 // usable again afterwards.
 func TestHandlerConcurrencyLimit(t *testing.T) {
 	for _, ct := range []string{ctV1, ctV2} {
@@ -582,7 +582,7 @@ func TestHandlerConcurrencyLimit(t *testing.T) {
 			require.Equal(t, float64(limit), metricValue(t, reg, "anomaly_exporter_remote_write_requests_in_flight", nil))
 
 			w := post()
-			require.Equal(t, http.StatusTooManyRequests, w.Code)
+			require.Equal(t, http.StatusServiceUnavailable, w.Code)
 			require.Equal(t, "1", w.Header().Get("Retry-After"))
 			require.Contains(t, w.Body.String(), "too many concurrent requests (limit 2)")
 			if ct == ctV2 {
@@ -597,7 +597,7 @@ func TestHandlerConcurrencyLimit(t *testing.T) {
 			app.entered = nil
 			require.Equal(t, http.StatusNoContent, post().Code)
 			proto := map[string]string{ctV1: "1.0", ctV2: "2.0"}[ct]
-			require.Equal(t, 1.0, metricValue(t, reg, "anomaly_exporter_remote_write_requests_total", map[string]string{"protocol": proto, "code": "429"}))
+			require.Equal(t, 1.0, metricValue(t, reg, "anomaly_exporter_remote_write_requests_total", map[string]string{"protocol": proto, "code": "503"}))
 			require.Equal(t, 3.0, metricValue(t, reg, "anomaly_exporter_remote_write_requests_total", map[string]string{"protocol": proto, "code": "204"}))
 		})
 	}

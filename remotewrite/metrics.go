@@ -23,7 +23,7 @@ func (p protocol) String() string { return protocolNames[p] }
 
 // statusCodes are the codes the handler answers with; requests_total is pre-created for them so
 // that the series exist from the start and the hot path does no label lookup.
-var statusCodes = [...]int{204, 400, 405, 413, 415, 429, 500}
+var statusCodes = [...]int{204, 400, 405, 413, 415, 500, 503}
 
 func codeIndex(code int) int {
 	for i, c := range statusCodes {

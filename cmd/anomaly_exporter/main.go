@@ -47,6 +47,7 @@ type flags struct {
 	storagePath     string
 	maxRequestBytes units.Base2Bytes
 	maxConcurrent   int
+	limits          remotewrite.Options
 	shutdownTimeout time.Duration
 	log             promslog.Config
 }
@@ -68,8 +69,16 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("data/").StringVar(&f.storagePath)
 	a.Flag("remote-write.max-request-bytes", "Largest remote-write request accepted, compressed or decoded; larger ones get 413.").
 		Default("32MiB").BytesVar(&f.maxRequestBytes)
-	a.Flag("remote-write.max-concurrent-requests", "Remote-write requests handled at once; beyond it senders get 429 with Retry-After and retry.").
-		Default(fmt.Sprint(4 * runtime.GOMAXPROCS(0))).IntVar(&f.maxConcurrent)
+	a.Flag("remote-write.max-concurrent-requests", "Remote-write requests handled at once; beyond it senders get 503 with Retry-After and retry.").
+		Default(fmt.Sprint(max(8, 4*runtime.GOMAXPROCS(0)))).IntVar(&f.maxConcurrent)
+	a.Flag("remote-write.max-series-per-request", "Requests with more series are rejected whole with 400. 0: no limit.").
+		Default("0").IntVar(&f.limits.MaxSeriesPerRequest)
+	a.Flag("remote-write.max-labels-per-series", "Series with more labels are rejected (400, the rest of the request is kept). 0: no limit.").
+		Default("0").IntVar(&f.limits.MaxLabelsPerSeries)
+	a.Flag("remote-write.max-label-name-length", "Series with a longer label name, in bytes, are rejected (400, the rest is kept). 0: no limit.").
+		Default("0").IntVar(&f.limits.MaxLabelNameLength)
+	a.Flag("remote-write.max-label-value-length", "Series with a longer label value, in bytes, are rejected (400, the rest is kept). 0: no limit.").
+		Default("0").IntVar(&f.limits.MaxLabelValueLength)
 	a.Flag("web.shutdown-timeout", "How long in-flight requests may take to finish on SIGTERM.").
 		Default("30s").DurationVar(&f.shutdownTimeout)
 	promslogflag.AddFlags(a, &f.log)
@@ -115,10 +124,9 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/write", remotewrite.NewHandler(remotewrite.Options{
-		MaxRequestBytes:       int64(f.maxRequestBytes),
-		MaxConcurrentRequests: f.maxConcurrent,
-	}, store, reg, logger))
+	rwOpts := f.limits
+	rwOpts.MaxRequestBytes, rwOpts.MaxConcurrentRequests = int64(f.maxRequestBytes), f.maxConcurrent
+	mux.Handle("/api/v1/write", remotewrite.NewHandler(rwOpts, store, reg, logger))
 	mux.Handle("/scores", scoresHandler(store, logger))
 	mux.Handle(f.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
