@@ -15,6 +15,8 @@ import (
 // answered, and what sending cost this process, so that a receiver's throughput is never
 // reported without the generator's own share of the machine beside it.
 type Report struct {
+	// Protocol to SamplesPerSeries repeat the options the load had, so that a report read on its
+	// own says what was measured.
 	Protocol         Protocol
 	URL              string
 	Series           int
@@ -47,8 +49,10 @@ type Report struct {
 	NextStart time.Time
 }
 
-// Latency summarises request durations.
+// Latency summarises request durations, as a sender's queue sees them: the tail, not the mean,
+// decides how many requests a sender must keep in flight.
 type Latency struct {
+	// P50, P90 and P99 are quantiles, within 1.6%; Max is exact.
 	P50, P90, P99, Max, Mean time.Duration
 }
 
