@@ -67,6 +67,8 @@ func run(ctx context.Context, args []string, std stdio) (code int) {
 	bt.register(app)
 	var ev evalCmd
 	ev.register(app)
+	var lg loadgenCmd
+	lg.register(app)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
