@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 
+	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -110,7 +111,7 @@ func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 	b = append(b, '{')
 	metric := ""
 	sn.labels.Range(func(l labels.Label) {
-		if l.Name == labels.MetricName {
+		if l.Name == prommodel.MetricNameLabel {
 			metric = l.Value
 			return
 		}

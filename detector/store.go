@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
@@ -251,7 +252,7 @@ func hasSuffix(s, suffix string) bool {
 
 func metricName(ls []batch.Label) string {
 	for _, l := range ls {
-		if l.Name == labels.MetricName {
+		if l.Name == prommodel.MetricNameLabel {
 			return l.Value
 		}
 	}

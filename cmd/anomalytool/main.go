@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, std stdio) (code int) {
 		err = bt.run(ctx, std)
 	case "eval":
 		err = ev.run(std)
+	case "loadgen":
+		err = lg.run(ctx, std)
 	}
 	if err != nil {
 		if _, ok := err.(failed); !ok {
