@@ -26,8 +26,13 @@
 //
 // The spread is the mean absolute one-step error, per candidate and, for the scoring
 // candidate, per hour of day, since many series are noisier at their peak. The band is never
-// narrower than a tail quantile of past errors, so that a series whose normal has bursts now and
-// then learns the bursts as normal. Every update clips the error at 2.5 sigmas (Huber), so a
+// narrower than what the series' own tail of standardised errors (error over the spread at the
+// time) makes a one-in-ten-thousand event: the tail is modelled as peaks over its 2% quantile
+// with an exponential tail beyond, starting from a normal error's, so that a series whose
+// normal has bursts or spikes now and then learns them as normal, while one with normal errors
+// keeps its 4-sigma band. While a profile bucket is in its first visit it takes up the whole
+// error and the offset stays 0: there is no profile yet whose error the offset could be.
+// Every update clips the error at 2.5 sigmas (Huber), so that a
 // spike cannot drag the baseline. Five errors in a row outside the band on the same side are a
 // level change: the candidate jumps to the new level, so a lasting change is flagged for five
 // samples and then is the new normal. The step is remembered for some hours, so that a return

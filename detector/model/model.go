@@ -85,20 +85,24 @@ const (
 	// level before it is recognised as normal rather than flagged as a second change.
 	relevelRun = 5
 
-	// tailRate is the share of residuals that may be outside tailMargin times the tail
-	// quantile as a matter of course. The band is never narrower than that, so that a series
+	// The band is never narrower than what the series' own tail of standardised residuals
+	// (residual over the spread at the time) makes a 1-in-1/tailTarget event, so that a series
 	// whose normal has bursts or spikes now and then (a load balancer, a disk flushing) learns
-	// them as normal, however small its spread between them; the band of a series with light
-	// tails is set by its spread, as the quantile is well inside it. tailStep is the quantile's
-	// step in log space once it has settled: a rise by 5% on a residual above it, so that it
-	// learns the tail over days and a burst of noise lasting hours is still seen.
-	// Before it settles the step is tailStepStart/n (at most tailStepMax), so that the quantile
-	// finds the series' scale within its first samples.
-	tailRate      = 0.005
-	tailStep      = 0.05
-	tailStepStart = 10.0
-	tailStepMax   = 0.5
-	tailMargin    = 1.2
+	// them as normal however small its spread between them, while a series with light tails
+	// keeps the band its spread gives. The tail is modelled as peaks over a threshold: tailQ is
+	// the tailRate-quantile of the standardised residuals, tailB the mean excess of those above
+	// it, and the exponential tail beyond gives the level exceeded at rate tailTarget as
+	// tailQ + tailB ln(tailRate/tailTarget). Both start from a normal residual, for which this
+	// level is 4.1 sigmas.
+	// tailStep is the quantile's step in log space: a rise by 5% on a residual above it, so
+	// that it learns a heavy tail within some tens of exceedances. tailBWeight is the weight of
+	// one exceedance in the mean excess, which learns clipped at tailBClip times the mean, so
+	// that a single spike widens the band by little but a run of them by a lot.
+	tailRate    = 0.02
+	tailTarget  = 1e-4
+	tailStep    = 0.05
+	tailBWeight = 0.1
+	tailBClip   = 4.0
 
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
@@ -143,8 +147,16 @@ const (
 	flatLongestFactor = 1.5
 )
 
-// tailUp and tailDown are the settled steps of the tail quantile.
+// tailUp and tailDown are the steps of the tail quantile.
 var tailUp, tailDown = math.Exp(tailStep * (1 - tailRate)), math.Exp(-tailStep * tailRate)
+
+// tailQ0 and tailB0 are the tail quantile and mean excess of a normal residual in sigmas; tailLog
+// is the factor of the mean excess in the level exceeded at rate tailTarget.
+var (
+	tailQ0  = math.Sqrt2 * math.Erfinv(1-tailRate)
+	tailB0  = math.Exp(-tailQ0*tailQ0/2)/math.Sqrt(2*math.Pi)/(tailRate/2) - tailQ0
+	tailLog = math.Log(tailRate / tailTarget)
+)
 
 // visitLogKeep[j-1] is log(1-weight) of a bucket's j-th visit: 1/j (an average of the visits)
 // until the exponential memory of profileVisits visits takes over.
@@ -187,9 +199,10 @@ type Model struct {
 	// jump is the active candidate's last re-level step, fading; 0 if none.
 	jump float32
 
-	// tail is the active candidate's tailRate-quantile of absolute residuals, tracked only
-	// over residuals that do not continue an out-of-band run.
-	tail float32
+	// tailQ and tailB are the tailRate-quantile of the active candidate's standardised
+	// absolute residuals and their mean excess above it, in sigmas, learned only from
+	// residuals that do not continue an out-of-band run; 0 until learned.
+	tailQ, tailB float32
 
 	n       uint16              // samples seen, saturating
 	pFlat   uint16              // rate of flat steps, in units of 1/65535
@@ -221,8 +234,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	}
 
 	// Predictions of every candidate, from the state before v.
-	var prof, exp, res, band, sigma [numCandidates]float64
+	var prof, exp, res, band, sigma, scale [numCandidates]float64
 	spreadNow := c.interp(m.spread[c.hd[0]], m.spread[c.hd[1]])
+	tailZ := m.tailSigmas()
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + m.offset[k]
@@ -233,17 +247,15 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			m.reset(t, v)
 			return m.result(t, v, v, 0, s)
 		}
-		sigma[k] = madToSigma * max(spreadFloorShare*float64(m.mad[k]), spreadNow, float64(m.tail)*tailMargin/bandSigmas)
+		scale[k] = madToSigma * max(spreadFloorShare*float64(m.mad[k]), spreadNow)
+		sigma[k] = scale[k] * tailZ / bandSigmas
 		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
 	}
 
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
 	a := m.choose(&c, s.Seasonality)
-	if old := int(m.active); a != old && m.mad[old] > 0 {
-		// The tail was learned from the residuals of the candidate that scored so far: carry it
-		// over in proportion to the two candidates' spreads.
-		m.tail = f32(float64(m.tail) * float64(m.mad[a]) / float64(m.mad[old]))
+	if a != int(m.active) {
 		m.jump = 0
 	}
 	m.active = uint8(a)
@@ -275,8 +287,12 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
 		}
+		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
+		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
+		// error it could be.
+		fresh := c.firstVisit(k)
 		psi := res[k]
-		if warm {
+		if warm && !fresh {
 			c := clipSigmas * band[k] / bandSigmas
 			psi = max(-c, min(c, psi))
 		}
@@ -304,7 +320,11 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		if k == candNone {
 			ao = aOff[0]
 		}
-		m.offset[k] += ao*psi - (m.profile(k, &c) - prof[k])
+		if fresh {
+			m.offset[k] = 0
+		} else {
+			m.offset[k] += ao*psi - (m.profile(k, &c) - prof[k])
+		}
 
 		absRes := math.Abs(res[k])
 		if warm {
@@ -313,7 +333,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
 		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
 		if k == a {
-			m.learnTail(math.Abs(res[k]), res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0)
+			if scale[k] > 0 && warm {
+				m.learnTail(math.Abs(res[k])/scale[k], res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0)
+			}
 			for i, hd := range c.hd {
 				m.spread[hd] = learn(m.spread[hd], absRes-spreadNow, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
 			}
@@ -321,7 +343,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
 		switch {
-		case math.Abs(res[k]) <= band[k] || !warm:
+		case math.Abs(res[k]) <= band[k] || !warm || fresh:
 			m.run[k] = 0
 		case (res[k] > 0) == (m.run[k] > 0) && m.run[k] != 0:
 			m.run[k] += sign(res[k])
@@ -352,29 +374,35 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	return r
 }
 
-// learnTail moves the tail quantile by one residual. It is a stochastic approximation in log
-// space: the quantile rises by a factor on a residual above it and decays slightly on one below,
-// which balances where tailRate of the residuals are above. A continuation of an out-of-band
+// learnTail learns one standardised absolute residual z into the tail: the quantile is a
+// stochastic approximation in log space, rising by a factor on a residual above it and decaying
+// slightly on one below, which balances where tailRate of the residuals are above; the mean
+// excess is an average over the residuals above the quantile. A continuation of an out-of-band
 // run is left out: a level change is one event, not a tail.
-func (m *Model) learnTail(absRes float64, continuesRun bool) {
-	q := float64(m.tail)
-	// Large steps at first find the quantile's scale; small ones then keep it steady.
-	step := min(max(tailStep, tailStepStart/float64(m.n)), tailStepMax)
-	switch {
-	case continuesRun:
+func (m *Model) learnTail(z float64, continuesRun bool) {
+	if continuesRun {
 		return
-	case q <= 0:
-		q = absRes
-	case step == tailStep && absRes > q:
-		q *= tailUp
-	case step == tailStep:
-		q *= tailDown
-	case absRes > q:
-		q *= math.Exp(step * (1 - tailRate))
-	default:
-		q *= math.Exp(-step * tailRate)
 	}
-	m.tail = f32(q)
+	q, b := float64(m.tailQ), float64(m.tailB)
+	if q <= 0 {
+		q, b = tailQ0, tailB0
+	}
+	if z > q {
+		b += tailBWeight * (min(z-q, tailBClip*b) - b)
+		q *= tailUp
+	} else {
+		q *= tailDown
+	}
+	m.tailQ, m.tailB = f32(q), f32(b)
+}
+
+// tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
+// standardised residuals is heavier than a normal one.
+func (m *Model) tailSigmas() float64 {
+	if m.tailQ <= 0 {
+		return bandSigmas
+	}
+	return max(bandSigmas, float64(m.tailQ)+float64(m.tailB)*tailLog)
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside
@@ -501,6 +529,21 @@ func (m *Model) clock(t int64) clock {
 	c.weekendDays = int(weekendDays(firstDay, day))
 	c.weekdays = c.visitsNone - c.weekendDays
 	return c
+}
+
+// firstVisit reports whether candidate k's profile is read at t from a bucket in its first
+// visit: the bucket is still taking up its first value, and nothing in its residual is an
+// outlier yet, so that the residual is learned unclipped.
+func (c *clock) firstVisit(k int) bool {
+	switch k {
+	case candDaily:
+		return min(c.visitsDaily[0], c.visitsDaily[1]) < 2
+	case candWeekly:
+		return c.visitsWeekly < 2
+	case candDailyWeekly:
+		return min(c.visitsDW[0], c.visitsDW[1]) < 2
+	}
+	return false
 }
 
 // interp interpolates between the values of the two bucket centres.
