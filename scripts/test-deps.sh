@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Installs the real components the end-to-end tests start (Debian's Prometheus and promtool) when
-# they are missing. Shared by `make test` and .ci/run so that both work on a fresh machine.
+# Installs the real components the tests start or run when they are missing: Debian's
+# Prometheus and promtool (end-to-end tests, promtool check/test rules of the mixin) and
+# Alertmanager and amtool (the mixin's end-to-end test, amtool check-config). Shared by
+# `make test` and .ci/run so that both work on a fresh machine.
 set -euo pipefail
+declare -A package=(
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
+)
 missing=()
-for bin in prometheus promtool; do
-  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+for bin in "${!package[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("${package[$bin]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing Debian's prometheus package (missing: ${missing[*]})"
+mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing Debian's ${pkgs[*]} (missing binaries)"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-# The package may start a system service; the tests run their own instances on free ports.
-($SUDO systemctl stop prometheus || $SUDO service prometheus stop || true) >/dev/null 2>&1
+$SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# The packages may start system services; the tests run their own instances on free ports.
+for svc in "${pkgs[@]}"; do
+  ($SUDO systemctl stop "$svc" || $SUDO service "$svc" stop || true) >/dev/null 2>&1
+done
