@@ -99,10 +99,10 @@ const (
 	// one exceedance in the mean excess, which learns clipped at tailBClip times the mean, so
 	// that a single spike widens the band by little but a run of them by a lot.
 	tailRate    = 0.02
-	tailTarget  = 1e-4
-	tailStep    = 0.05
+	tailTarget  = 3e-4
+	tailStep    = 0.02
 	tailBWeight = 0.1
-	tailBClip   = 4.0
+	tailBClip   = 3.0
 
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
