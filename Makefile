@@ -24,7 +24,7 @@ build: ## Build ./anomaly_exporter and ./anomalytool.
 run: build ## Build and start the exporter on its embedded default config (:9700).
 	./anomaly_exporter
 
-test: test-deps ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus.
+test: test-deps mixin-check ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus.
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -39,6 +39,42 @@ $(BIN)/staticcheck: $(TOOLS_MOD)
 
 $(BIN)/benchstat: $(TOOLS_MOD)
 	GOBIN=$(BIN) $(GO) install -modfile=$(TOOLS_MOD) golang.org/x/perf/cmd/benchstat
+
+MIXIN_TOOLS := $(BIN)/jsonnetfmt $(BIN)/jsonnet-lint $(BIN)/mixtool $(BIN)/dashboard-linter
+MIXIN_SRC    = $(shell find mixin -name '*.libsonnet' -o -name '*.jsonnet')
+
+$(BIN)/jsonnet $(BIN)/jsonnetfmt $(BIN)/jsonnet-lint: $(TOOLS_MOD)
+	GOBIN=$(BIN) $(GO) install -modfile=$(TOOLS_MOD) github.com/google/go-jsonnet/cmd/$(notdir $@)
+
+$(BIN)/mixtool: $(TOOLS_MOD)
+	GOBIN=$(BIN) $(GO) install -modfile=$(TOOLS_MOD) github.com/monitoring-mixins/mixtool/cmd/mixtool
+
+$(BIN)/dashboard-linter: $(TOOLS_MOD)
+	GOBIN=$(BIN) $(GO) install -modfile=$(TOOLS_MOD) github.com/grafana/dashboard-linter
+
+# mixin-generate renders the mixin into $(1)/rules and $(1)/dashboards, which must exist.
+mixin-generate = $(BIN)/mixtool generate all -J mixin -y -a $(1)/rules/alerts.yaml -r $(1)/rules/rules.yaml -d $(1)/dashboards mixin/mixin.libsonnet
+
+.PHONY: mixin mixin-check
+mixin: $(BIN)/mixtool ## Render the mixin (mixin/) into rules/ and dashboards/.
+	rm -f rules/*.yaml dashboards/*.json
+	mkdir -p rules dashboards
+	$(call mixin-generate,.)
+
+mixin-check: test-deps $(MIXIN_TOOLS) ## Check the mixin: formatted, linted, rendered files current, rules tested.
+	$(BIN)/jsonnetfmt --test $(MIXIN_SRC)
+	@for f in $(MIXIN_SRC); do $(BIN)/jsonnet-lint -J mixin $$f || exit 1; done
+	$(BIN)/mixtool lint -J mixin mixin/mixin.libsonnet
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir -p $$tmp/rules $$tmp/dashboards; \
+	  $(call mixin-generate,$$tmp) && \
+	  diff -ru rules $$tmp/rules && diff -ru dashboards $$tmp/dashboards \
+	  || { echo "rules/ or dashboards/ differ from the mixin: run make mixin"; exit 1; }
+	@for f in dashboards/*.json; do \
+	  out=$$($(BIN)/dashboard-linter lint --strict -c mixin/.lint $$f 2>&1) || { echo "$$out" | grep -v '^Checks that'; exit 1; }; \
+	done; echo "dashboard-linter: $$(ls dashboards/*.json | wc -l) dashboards clean"
+	promtool check rules rules/*.yaml
+	promtool test rules mixin/tests/*.yaml
+	amtool check-config mixin/alertmanager.yml
 
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck (pinned in tools/go.mod).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
