@@ -27,7 +27,7 @@
 // The spread is the mean absolute one-step error, per candidate and, for the scoring
 // candidate, per hour of day, since many series are noisier at their peak. The band is never
 // narrower than what the series' own tail of standardised errors (error over the spread at the
-// time) makes a one-in-ten-thousand event: the tail is modelled as peaks over its 2% quantile
+// time) makes a one-in-3300 event: the tail is modelled as peaks over its 2% quantile
 // with an exponential tail beyond, starting from a normal error's, so that a series whose
 // normal has bursts or spikes now and then learns them as normal, while one with normal errors
 // keeps its 4-sigma band. While a profile bucket is in its first visit it takes up the whole

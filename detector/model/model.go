@@ -93,11 +93,13 @@ const (
 	// the tailRate-quantile of the standardised residuals, tailB the mean excess of those above
 	// it, and the exponential tail beyond gives the level exceeded at rate tailTarget as
 	// tailQ + tailB ln(tailRate/tailTarget). Both start from a normal residual, for which this
-	// level is 4.1 sigmas.
-	// tailStep is the quantile's step in log space: a rise by 5% on a residual above it, so
-	// that it learns a heavy tail within some tens of exceedances. tailBWeight is the weight of
-	// one exceedance in the mean excess, which learns clipped at tailBClip times the mean, so
-	// that a single spike widens the band by little but a run of them by a lot.
+	// level is 3.75 sigmas, inside the 4-sigma band: only a heavier tail widens the band, to
+	// about one exceedance in 3300 samples (11 days of 5-minute samples).
+	// tailStep is the quantile's step in log space: a rise by 2% on a residual above it, so
+	// that it learns a heavy tail within some tens of exceedances and stays steady. tailBWeight
+	// is the weight of one exceedance in the mean excess, which learns clipped at tailBClip
+	// times the mean, so that a single spike widens the band by at most a fifth but a run of
+	// them by a lot.
 	tailRate    = 0.02
 	tailTarget  = 3e-4
 	tailStep    = 0.02
