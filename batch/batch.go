@@ -70,9 +70,39 @@ type Series struct {
 	Exemplars int
 }
 
+// Metadata is the type of one metric family, as RW 1.0 senders send it: in requests of its
+// own, not beside the series, so a consumer that wants it must remember it across requests.
+type Metadata struct {
+	// Family is the metric family name (may alias the request buffer).
+	Family string
+	Type   MetricType
+}
+
 // Batch is one decoded request.
 type Batch struct {
 	Series []Series
+	// Metadata are the RW 1.0 family types the request carried (RW 2.0 puts them on the series).
+	Metadata []Metadata
+}
+
+// familySuffixes are the suffixes that series of counter, histogram and summary families add to
+// the family name.
+var familySuffixes = [...]string{"_total", "_count", "_sum", "_bucket"}
+
+// TypeByFamily finds the type of a series from family metadata: its family is named as the
+// metric, or as the metric less one of the suffixes that counters, histograms and summaries add.
+func TypeByFamily(metric string, lookup func(family string) (MetricType, bool)) (MetricType, bool) {
+	if t, ok := lookup(metric); ok {
+		return t, true
+	}
+	for _, suffix := range familySuffixes {
+		if n := len(metric) - len(suffix); n > 0 && metric[n:] == suffix {
+			if t, ok := lookup(metric[:n]); ok {
+				return t, true
+			}
+		}
+	}
+	return Unknown, false
 }
 
 // Counts sums the samples, histograms and exemplars of the batch.

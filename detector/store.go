@@ -54,6 +54,8 @@ type Store struct {
 	opts    atomic.Pointer[ruleSet]
 	series  atomic.Int64
 	metrics *storeMetrics
+	// families are the metric types RW 1.0 senders sent as metadata, by family name.
+	families familyTypes
 	// now is the wall clock, used only for liveness (stale_after, series_expiry), never for
 	// scoring. Tests replace it.
 	now func() time.Time
@@ -291,6 +293,9 @@ type appendStats struct {
 func (s *Store) Append(b *batch.Batch) error {
 	start := time.Now()
 	rs := s.opts.Load()
+	if len(b.Metadata) > 0 {
+		s.families.learn(b.Metadata)
+	}
 	now := uint32(s.now().Unix())
 	var st appendStats
 	for i := range b.Series {
@@ -329,7 +334,11 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 		s.series.Add(1)
 		st.created++
 		e.rule, e.gen, e.fp = uint16(rule), rs.gen, rs.fingerprints[rule]
-		e.stream.Counter = IsCounter(ser.Type, metricName(ser.Labels))
+		name, typ := metricName(ser.Labels), ser.Type
+		if typ == batch.Unknown {
+			typ = s.families.typeOf(name)
+		}
+		e.stream.Counter = IsCounter(typ, name)
 	case e.gen != rs.gen:
 		rule, ok := rs.Rules.Match(ser.Labels)
 		if !ok {

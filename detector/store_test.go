@@ -291,3 +291,21 @@ func scores(t *testing.T, s *testStore) string {
 	require.NoError(t, s.WriteScores(&buf))
 	return buf.String()
 }
+
+func TestStoreRemembersFamilyTypes(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	vals := []float64{100, 700, 1300}
+	// Metadata arrives on its own, as Prometheus sends it over RW 1.0.
+	require.NoError(t, s.Append(&batch.Batch{Metadata: []batch.Metadata{
+		{Family: "jobs_processed", Type: batch.Counter}, {Family: "queue_total", Type: batch.Gauge},
+	}}))
+	require.NoError(t, s.Append(&batch.Batch{Series: []batch.Series{
+		series(batch.Unknown, ramp(3, 0, time.Minute, func(i int) float64 { return vals[i] }), "__name__", "jobs_processed"),
+		series(batch.Unknown, ramp(3, 0, time.Minute, func(i int) float64 { return vals[i] }), "__name__", "queue_total"),
+		series(batch.Unknown, ramp(3, 0, time.Minute, func(i int) float64 { return vals[i] }), "__name__", "other_total"),
+	}}))
+	out := scores(t, s)
+	require.Contains(t, out, `anomaly_value{anomaly_metric="jobs_processed"} 10`+"\n", "a counter by metadata, despite its name")
+	require.Contains(t, out, `anomaly_value{anomaly_metric="queue_total"} 1300`+"\n", "a gauge by metadata, despite its name")
+	require.Contains(t, out, `anomaly_value{anomaly_metric="other_total"} 10`+"\n", "no metadata: the naming convention")
+}

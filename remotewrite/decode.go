@@ -141,6 +141,7 @@ func (d *decoder) reset() {
 	d.samples = d.samples[:0]
 	d.symbols = d.symbols[:0]
 	d.meta = d.meta[:0]
+	d.b.Metadata = d.b.Metadata[:0]
 	d.seriesTotal = 0
 	d.rejectedSeries = 0
 	d.rejectedSamples = [numReasons]int{}
@@ -219,6 +220,7 @@ func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error 
 	}
 	if err != nil {
 		d.b.Series = d.b.Series[:0]
+		d.b.Metadata = d.b.Metadata[:0]
 	}
 	return err
 }
@@ -487,12 +489,8 @@ func metricType(v uint64) batch.MetricType {
 	return batch.Unknown
 }
 
-// familySuffixes are the suffixes that series of counter, histogram and summary families add to
-// the family name.
-var familySuffixes = [...]string{"_total", "_count", "_sum", "_bucket"}
-
-// applyMetadataV1 sets the type of every kept series whose metric name matches a metadata family
-// name, directly or after stripping one of familySuffixes.
+// applyMetadataV1 sets the type of every kept series whose family the request's metadata names
+// (see batch.TypeByFamily), and hands the metadata on for the consumer to remember.
 func (d *decoder) applyMetadataV1() {
 	slices.SortFunc(d.meta, func(a, b metaEntry) int { return strings.Compare(a.name, b.name) })
 	find := func(name string) (batch.MetricType, bool) {
@@ -503,19 +501,12 @@ func (d *decoder) applyMetadataV1() {
 		return d.meta[i].typ, true
 	}
 	for i := range d.b.Series {
-		name := metricName(d.b.Series[i].Labels)
-		t, ok := find(name)
-		for _, suffix := range familySuffixes {
-			if ok {
-				break
-			}
-			if base, cut := strings.CutSuffix(name, suffix); cut {
-				t, ok = find(base)
-			}
-		}
-		if ok {
+		if t, ok := batch.TypeByFamily(metricName(d.b.Series[i].Labels), find); ok {
 			d.b.Series[i].Type = t
 		}
+	}
+	for _, e := range d.meta {
+		d.b.Metadata = append(d.b.Metadata, batch.Metadata{Family: e.name, Type: e.typ})
 	}
 }
 

@@ -226,7 +226,7 @@ func (h *handler) handle(r *http.Request, p protocol, d *decoder) result {
 
 	var res result
 	res.samples, res.histograms, res.exemplars = d.b.Counts()
-	if len(d.b.Series) > 0 {
+	if len(d.b.Series) > 0 || len(d.b.Metadata) > 0 {
 		if err := h.app.Append(&d.b); err != nil {
 			return result{code: http.StatusInternalServerError, msg: "appending: " + err.Error()}
 		}

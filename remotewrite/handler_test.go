@@ -221,7 +221,7 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name: "v1 metadata only", body: v1Body(t, meta),
-			wantCode: 204, wantCalls: 0,
+			wantCode: 204, wantCalls: 1, // handed on: Prometheus sends RW 1.0 metadata on its own
 		},
 		{
 			name:     "v1 histograms and exemplars counted, not passed",
@@ -690,4 +690,30 @@ func TestNegotiate(t *testing.T) {
 	h := http.Header{"Content-Encoding": {"snappy", "snappy"}}
 	_, err := negotiate(h)
 	require.Error(t, err)
+}
+
+// metaRecorder keeps copies of the metadata of every batch.
+type metaRecorder struct{ got []batch.Metadata }
+
+func (m *metaRecorder) Append(b *batch.Batch) error {
+	for _, e := range b.Metadata {
+		m.got = append(m.got, batch.Metadata{Family: strings.Clone(e.Family), Type: e.Type})
+	}
+	return nil
+}
+
+func TestMetadataHandedOn(t *testing.T) {
+	var rec metaRecorder
+	h := NewHandler(Options{}, &rec, nil, nil)
+	meta := []prompb.MetricMetadata{
+		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests"},
+		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "temp"},
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(v1Body(t, meta)))
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.ElementsMatch(t, []batch.Metadata{{Family: "http_requests", Type: batch.Counter}, {Family: "temp", Type: batch.Gauge}}, rec.got)
 }
