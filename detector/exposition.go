@@ -5,8 +5,9 @@ import (
 	"io"
 	"strconv"
 
-	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
 
 // MetricLabel is the label that carries the scored series' metric name on every output series,
@@ -17,26 +18,27 @@ const MetricLabel = "anomaly_metric"
 // scraped label that collides with a target label.
 const exportedPrefix = "exported_"
 
-// family is one output metric family and how to read its value from an entry.
+// family is one output metric family and how to read its value from a series' last result and
+// last observed value.
 type family struct {
 	name, help string
-	value      func(e *entry) float64
+	value      func(r *model.Result, observed float64) float64
 }
 
-var families = []family{
+var families = [NumFamilies]family{
 	{"anomaly_score", "Anomaly score of the last sample: 0 at the expected value, 1 at the edge of the normal band, above 1 outside it.",
-		func(e *entry) float64 { return e.res.Score }},
+		func(r *model.Result, _ float64) float64 { return r.Score }},
 	{"anomaly_value", "The last value scored: the sample value, or the per-second rate for counters.",
-		func(e *entry) float64 { return e.stream.Observed }},
+		func(_ *model.Result, observed float64) float64 { return observed }},
 	{"anomaly_expected", "What the baseline expected at the time of the last sample.",
-		func(e *entry) float64 { return e.res.Expected }},
+		func(r *model.Result, _ float64) float64 { return r.Expected }},
 	{"anomaly_lower", "Lower edge of the normal band at the time of the last sample.",
-		func(e *entry) float64 { return e.res.Lower }},
+		func(r *model.Result, _ float64) float64 { return r.Lower }},
 	{"anomaly_upper", "Upper edge of the normal band at the time of the last sample.",
-		func(e *entry) float64 { return e.res.Upper }},
+		func(r *model.Result, _ float64) float64 { return r.Upper }},
 	{"anomaly_learning", "1 while the series' baseline has not yet covered its learning period, else 0.",
-		func(e *entry) float64 {
-			if e.res.Learning {
+		func(r *model.Result, _ float64) float64 {
+			if r.Learning {
 				return 1
 			}
 			return 0
@@ -89,7 +91,7 @@ func (s *Store) WriteScores(w io.Writer) error {
 	return bw.Flush()
 }
 
-func (sh *shard) snapshot(dst []snap, value func(*entry) float64, staleCutoff int64) []snap {
+func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64, staleCutoff int64) []snap {
 	const want = flagInUse | flagLive | flagHasResult
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -98,7 +100,7 @@ func (sh *shard) snapshot(dst []snap, value func(*entry) float64, staleCutoff in
 		if e.flags&want != want || int64(e.lastSeen) < staleCutoff {
 			continue
 		}
-		dst = append(dst, snap{labels: e.labels, value: value(e), odd: e.flags&flagOddNames != 0})
+		dst = append(dst, snap{labels: e.labels, value: value(&e.res, e.stream.Observed), odd: e.flags&flagOddNames != 0})
 	}
 	return dst
 }
@@ -109,23 +111,14 @@ func (sh *shard) snapshot(dst []snap, value func(*entry) float64, staleCutoff in
 func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
-	metric := ""
-	sn.labels.Range(func(l labels.Label) {
-		if l.Name == prommodel.MetricNameLabel {
-			metric = l.Value
-			return
-		}
-		ln := l.Name
-		if ln == MetricLabel || hasPrefixExported(ln) {
-			ln = exportedName(ln)
-		}
+	metric := rangeOutputLabels(sn.labels, func(ln, v string) {
 		if sn.odd {
 			b = appendSanitisedName(b, ln)
 		} else {
 			b = append(b, ln...)
 		}
 		b = append(b, '=')
-		b = appendQuoted(b, l.Value)
+		b = appendQuoted(b, v)
 		b = append(b, ',')
 	})
 	b = append(b, MetricLabel...)

@@ -56,6 +56,8 @@ type Store struct {
 	metrics *storeMetrics
 	// families are the metric types RW 1.0 senders sent as metadata, by family name.
 	families familyTypes
+	// out, when set, receives the points of every Append (SetOutput).
+	out atomic.Pointer[outputRef]
 	// now is the wall clock, used only for liveness (stale_after, series_expiry), never for
 	// scoring. Tests replace it.
 	now func() time.Time
@@ -286,6 +288,8 @@ type appendStats struct {
 	noRule, overLimit, histos int
 	ownOutput                 int
 	created, dropped          int
+	// points collects the scored points for the Output; nil when there is none.
+	points *[]Point
 }
 
 // Append scores every float sample of the batch. It implements batch.Appender. It never fails:
@@ -298,10 +302,17 @@ func (s *Store) Append(b *batch.Batch) error {
 	}
 	now := uint32(s.now().Unix())
 	var st appendStats
+	out := s.out.Load()
+	if out != nil {
+		st.points = pointPool.Get().(*[]Point)
+	}
 	for i := range b.Series {
 		s.appendSeries(rs, &b.Series[i], now, &st)
 	}
 	s.metrics.observe(&st, time.Since(start), s.series.Load())
+	if out != nil {
+		st.flush(out.o)
+	}
 	return nil
 }
 
@@ -364,7 +375,13 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 		case Scored:
 			e.res = r
 			e.flags |= flagHasResult | flagLive
+			if st.points != nil {
+				st.emit(e, smp.T, false)
+			}
 		case Stale:
+			if st.points != nil && e.flags&(flagHasResult|flagLive) == flagHasResult|flagLive {
+				st.emit(e, smp.T, true)
+			}
 			e.flags &^= flagLive
 		}
 	}
