@@ -106,6 +106,24 @@ const (
 	tailBWeight = 0.1
 	tailBClip   = 3.0
 
+	// A spike at the same time every day (a backup, a cron job, a daily report) is normal for
+	// its series however far it is out of the band that the rest of the day gives, and a tail
+	// learned over all hours dilutes it among them. So each hour of the day keeps a fading
+	// record of the largest standardised residual seen in it (its peak), and the band at a time
+	// of day is never narrower than peakBand times the peak of the hours within peakJitter of
+	// it, so that a spike that drifts by some minutes around an hour's edge is covered. A visit
+	// of an hour moves its peak by peakWeight towards the largest residual of that visit if it
+	// is larger, and otherwise lets it fade by exp(-1/peakVisits): a spike on one day widens
+	// the band at that hour on the next to 5/8 of it, so that a daily spike is flagged on its
+	// first two days or so and then learned, while a one-off stops mattering within a week.
+	// The visit in progress never widens its own band: a burst is flagged in full while it
+	// lasts. Continuations of an out-of-band run are left out, as for the tail.
+	peakBand    = 1.25
+	peakWeight  = 0.5
+	peakVisits  = 5
+	peakJitter  = 15 * 60_000
+	peakPerUnit = 256 // peaks are stored in 1/256 sigma
+
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
@@ -205,6 +223,11 @@ type Model struct {
 	// absolute residuals and their mean excess above it, in sigmas, learned only from
 	// residuals that do not continue an out-of-band run; 0 until learned.
 	tailQ, tailB float32
+	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
+	// absolute residuals, in 1/peakPerUnit sigma; peakNow is the largest of the hour of lastT
+	// so far, folded into peak when that hour ends.
+	peak    [24]uint16
+	peakNow uint16
 
 	n       uint16              // samples seen, saturating
 	pFlat   uint16              // rate of flat steps, in units of 1/65535
@@ -238,7 +261,8 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	// Predictions of every candidate, from the state before v.
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
 	spreadNow := c.interp(m.spread[c.hd[0]], m.spread[c.hd[1]])
-	tailZ := m.tailSigmas()
+	m.foldPeak(t)
+	tailZ := max(m.tailSigmas(), peakBand*m.peakAt(t))
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + m.offset[k]
@@ -336,7 +360,13 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
 		if k == a {
 			if scale[k] > 0 && warm {
-				m.learnTail(math.Abs(res[k])/scale[k], res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0)
+				z := math.Abs(res[k]) / scale[k]
+				if res[k] > band[k] && m.run[k] > 0 || res[k] < -band[k] && m.run[k] < 0 {
+					// A continuation of an out-of-band run: a level change is one event, not a tail.
+				} else {
+					m.learnTail(z)
+					m.peakNow = max(m.peakNow, uint16(min(z*peakPerUnit, math.MaxUint16)))
+				}
 			}
 			for i, hd := range c.hd {
 				m.spread[hd] = learn(m.spread[hd], absRes-spreadNow, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
@@ -379,12 +409,8 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 // learnTail learns one standardised absolute residual z into the tail: the quantile is a
 // stochastic approximation in log space, rising by a factor on a residual above it and decaying
 // slightly on one below, which balances where tailRate of the residuals are above; the mean
-// excess is an average over the residuals above the quantile. A continuation of an out-of-band
-// run is left out: a level change is one event, not a tail.
-func (m *Model) learnTail(z float64, continuesRun bool) {
-	if continuesRun {
-		return
-	}
+// excess is an average over the residuals above the quantile.
+func (m *Model) learnTail(z float64) {
 	q, b := float64(m.tailQ), float64(m.tailB)
 	if q <= 0 {
 		q, b = tailQ0, tailB0
@@ -396,6 +422,29 @@ func (m *Model) learnTail(z float64, continuesRun bool) {
 		q *= tailDown
 	}
 	m.tailQ, m.tailB = f32(q), f32(b)
+}
+
+// foldPeak ends the visit of the hour of lastT when t falls in a later hour: that hour's peak
+// fades, or moves towards the largest residual of the visit if that is larger.
+func (m *Model) foldPeak(t int64) {
+	hl := floorDiv(m.lastT, hourMs)
+	if floorDiv(t, hourMs) <= hl {
+		return
+	}
+	p := &m.peak[mod(hl, 24)]
+	pk := float64(*p) * math.Exp(-1.0/peakVisits)
+	if now := float64(m.peakNow); now > pk {
+		pk += peakWeight * (now - pk)
+	}
+	*p = uint16(min(math.Round(pk), math.MaxUint16))
+	m.peakNow = 0
+}
+
+// peakAt is the largest peak, in sigmas, of the hours within peakJitter of t.
+func (m *Model) peakAt(t int64) float64 {
+	a := m.peak[mod(floorDiv(t-peakJitter, hourMs), 24)]
+	b := m.peak[mod(floorDiv(t+peakJitter, hourMs), 24)]
+	return float64(max(a, b)) / peakPerUnit
 }
 
 // tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
