@@ -55,9 +55,10 @@
 //
 // A flatline scores too, whatever the direction: a run of steps smaller than 2% of the spread
 // scores its length over the length that the series' own rate of such steps makes a 1-in-10,000
-// event (at least 3, and 1.5 times the longest such run of the last days). A series that is
-// flat at least half the time is never flatlining, and one that stays flat becomes flat in the
-// model's eyes within hours.
+// event (at least 3, and 1.5 times the longest such run of the last days). Like a level change,
+// a flatline scores above 1 for five samples and is then the new normal until the series moves
+// again. A series that is flat at least half the time is never flatlining, and one that stays
+// flat becomes flat in the model's eyes within hours.
 //
 // Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from
 // the first one. Scores are computed while learning, but the series should page no one.

@@ -229,11 +229,13 @@ type Model struct {
 	peak    [24]uint16
 	peakNow uint16
 
-	n       uint16              // samples seen, saturating
-	pFlat   uint16              // rate of flat steps, in units of 1/65535
-	flatRun uint16              // current run of flat steps
-	run     [numCandidates]int8 // signed length of the current out-of-band run
-	active  uint8               // candidate that scores
+	n       uint16 // samples seen, saturating
+	pFlat   uint16 // rate of flat steps, in units of 1/65535
+	flatRun uint16 // current run of flat steps
+	// flatOver is how many samples of the current flat run scored above 1.
+	flatOver uint8
+	run      [numCandidates]int8 // signed length of the current out-of-band run
+	active   uint8               // candidate that scores
 	// flatLongest is the longest run of flat steps lately seen to end (saturating), fading by a
 	// quarter at each midnight.
 	flatLongest uint8
@@ -246,7 +248,7 @@ type Model struct {
 func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	if m.n == 0 {
 		m.reset(t, v)
-		return m.result(t, v, v, 0, s)
+		return m.result(t, v, v, 0, 0, s)
 	}
 	dt := float64(max(t-m.lastT, 0))
 	// A gap weighs as much as an hour of samples: enough to let the offsets follow, not so
@@ -271,7 +273,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			// Values so far apart that their difference overflows: start over from here rather
 			// than let a non-finite number into the state.
 			m.reset(t, v)
-			return m.result(t, v, v, 0, s)
+			return m.result(t, v, v, 0, 0, s)
 		}
 		scale[k] = madToSigma * max(spreadFloorShare*float64(m.mad[k]), spreadNow)
 		sigma[k] = scale[k] * tailZ / bandSigmas
@@ -292,13 +294,23 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
 	} else {
 		m.flatLongest = uint8(min(max(uint16(m.flatLongest), m.flatRun), math.MaxUint8))
-		m.flatRun = 0
+		m.flatRun, m.flatOver = 0, 0
+	}
+	// A flatline is flagged for relevelRun samples, like a level change, and then it is the
+	// new normal until the series moves again.
+	flat := m.flatScore()
+	if flat > 1 {
+		if m.flatOver >= relevelRun {
+			flat = 0
+		} else {
+			m.flatOver++
+		}
 	}
 	expected := exp[a]
 	if m.snaps(res[a], band[a]) {
 		expected -= float64(m.jump)
 	}
-	r := m.result(t, v, expected, sigma[a], s)
+	r := m.result(t, v, expected, sigma[a], flat, s)
 
 	// Learn v in every candidate.
 	aOff := [2]float64{
@@ -469,7 +481,7 @@ func (m *Model) reset(t int64, v float64) {
 }
 
 // result turns a prediction into the caller's view: band, score and learning flag.
-func (m *Model) result(t int64, v, expected, sigma float64, s *Settings) Result {
+func (m *Model) result(t int64, v, expected, sigma, flat float64, s *Settings) Result {
 	h := bandSigmas * sigma / s.Sensitivity
 	h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
 	if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
@@ -485,7 +497,7 @@ func (m *Model) result(t int64, v, expected, sigma float64, s *Settings) Result 
 	default:
 		score = math.Abs(dev)
 	}
-	score = max(score, m.flatScore())
+	score = max(score, flat)
 	return Result{
 		Score:    min(score, maxScore),
 		Expected: expected,
