@@ -4,6 +4,7 @@
 package detector
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,8 @@ type Store struct {
 	opts    atomic.Pointer[ruleSet]
 	series  atomic.Int64
 	metrics *storeMetrics
+	// backfill is told of new series (backfill.go); nil without a backfill.
+	backfill atomic.Pointer[backfillHook]
 	// families are the metric types RW 1.0 senders sent as metadata, by family name.
 	families familyTypes
 	// out, when set, receives the points of every Append (SetOutput).
@@ -254,28 +257,42 @@ func hasSuffix(s, suffix string) bool {
 	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }
 
-func metricName(ls []batch.Label) string {
+func metricName(ls []batch.Label) string { return labelValue(ls, prommodel.MetricNameLabel) }
+
+// isOwnOutput recognises series derived from the exporter's own output, which a sender that
+// selects what to send by job (not by metric name) sends back: the output series themselves (an
+// output family name and our metric label), the mixin's recording rules over them (a colon-named
+// rule whose middle is anomaly_..., but not anomaly_exporter_..., the self metrics), and the
+// ALERTS series of the mixin's Anomaly* alerts. Scoring them would score scores, and alert on
+// alerts, one level deeper every round.
+func isOwnOutput(ls []batch.Label) bool {
+	name := metricName(ls)
+	switch {
+	case name == "ALERTS" || name == "ALERTS_FOR_STATE":
+		return strings.HasPrefix(labelValue(ls, "alertname"), "Anomaly")
+	case strings.Contains(name, ":anomaly_"):
+		return !strings.Contains(name, ":anomaly_exporter_")
+	}
+	for _, f := range families {
+		if f.name == name {
+			return hasLabel(ls, MetricLabel)
+		}
+	}
+	return false
+}
+
+func labelValue(ls []batch.Label, name string) string {
 	for _, l := range ls {
-		if l.Name == prommodel.MetricNameLabel {
+		if l.Name == name {
 			return l.Value
 		}
 	}
 	return ""
 }
 
-// isOwnOutput recognises the exporter's own output series (an output family name and our metric
-// label): a sender that remote-writes everything it scrapes sends them back, and scoring them
-// would score scores, whose output would be sent back again, one level deeper every round.
-func isOwnOutput(ls []batch.Label) bool {
-	name, own := metricName(ls), false
-	for _, f := range families {
-		own = own || f.name == name
-	}
-	if !own {
-		return false
-	}
+func hasLabel(ls []batch.Label, name string) bool {
 	for _, l := range ls {
-		if l.Name == MetricLabel {
+		if l.Name == name {
 			return true
 		}
 	}
@@ -288,6 +305,7 @@ type appendStats struct {
 	noRule, overLimit, histos int
 	ownOutput                 int
 	created, dropped          int
+	backfilling               int
 	// points collects the scored points for the Output; nil when there is none.
 	points *[]Point
 }
@@ -350,6 +368,7 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 			typ = s.families.typeOf(name)
 		}
 		e.stream.Counter = IsCounter(typ, name)
+		s.requestBackfill(e)
 	case e.gen != rs.gen:
 		rule, ok := rs.Rules.Match(ser.Labels)
 		if !ok {
@@ -363,11 +382,15 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 			e.stream = Stream{Counter: e.stream.Counter}
 			e.flags &^= flagHasResult
 			e.fp = fp
+			s.requestBackfill(e)
 		}
 		e.rule, e.gen = uint16(rule), rs.gen
 	}
 	set := &rs.Settings[e.rule]
 	e.lastSeen = now
+	if holdBackfilling(e, ser, st) {
+		return
+	}
 	for _, smp := range ser.Samples {
 		r, o := e.stream.Push(smp.T, smp.V, set)
 		st.outcomes[o]++

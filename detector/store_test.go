@@ -125,11 +125,6 @@ func TestStoreRulesAndLimit(t *testing.T) {
 	}}))
 	require.Equal(t, 2, s.Len())
 	require.Equal(t, 1.0, skipped(t, s.reg, "no_rule"))
-	// The exporter's own output, sent back by a catch-all remote_write, is never scored.
-	require.NoError(t, s.Append(&batch.Batch{Series: []batch.Series{
-		series(batch.Gauge, one, "__name__", "anomaly_score", "anomaly_metric", "http_a"),
-	}}))
-	require.Equal(t, 1.0, skipped(t, s.reg, "own_output"))
 	require.Equal(t, 1.0, skipped(t, s.reg, "series_limit"))
 	_, ok := s.Lookup(labels.FromStrings("__name__", "http_c"))
 	require.False(t, ok, "the series over the limit is not tracked")
@@ -308,4 +303,20 @@ func TestStoreRemembersFamilyTypes(t *testing.T) {
 	require.Contains(t, out, `anomaly_value{anomaly_metric="jobs_processed"} 10`+"\n", "a counter by metadata, despite its name")
 	require.Contains(t, out, `anomaly_value{anomaly_metric="queue_total"} 1300`+"\n", "a gauge by metadata, despite its name")
 	require.Contains(t, out, `anomaly_value{anomaly_metric="other_total"} 10`+"\n", "no metadata: the naming convention")
+}
+
+func TestStoreSkipsOwnOutput(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	one := ramp(1, 0, time.Minute, func(int) float64 { return 1 })
+	// What a sender selecting by job sends back of our output is never scored.
+	require.NoError(t, s.Append(&batch.Batch{Series: []batch.Series{
+		series(batch.Gauge, one, "__name__", "anomaly_score", "anomaly_metric", "http_a"),
+		series(batch.Gauge, one, "__name__", "http_anomaly_score", "anomaly_metric", "http_a"), // not ours
+		series(batch.Gauge, one, "__name__", "cluster_namespace_job:anomaly_anomalous_series:count", "job", "x"),
+		series(batch.Gauge, one, "__name__", "instance:anomaly_exporter_detector_samples_scored:rate5m"), // ours, but self metrics
+		series(batch.Gauge, one, "__name__", "ALERTS", "alertname", "AnomalyDetected", "alertstate", "firing"),
+		series(batch.Gauge, one, "__name__", "ALERTS", "alertname", "HighLatency", "alertstate", "firing"),
+	}}))
+	require.Equal(t, 3.0, skipped(t, s.reg, "own_output"))
+	require.Equal(t, 3, s.Len())
 }
