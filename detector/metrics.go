@@ -19,6 +19,7 @@ type storeMetrics struct {
 	overLimit    prometheus.Counter
 	histograms   prometheus.Counter
 	ownOutput    prometheus.Counter
+	backfilling  prometheus.Counter
 	scoringTotal prometheus.Counter
 }
 
@@ -44,6 +45,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		overLimit:    skipped.WithLabelValues("series_limit"),
 		histograms:   skipped.WithLabelValues("native_histogram"),
 		ownOutput:    skipped.WithLabelValues("own_output"),
+		backfilling:  skipped.WithLabelValues("backfilling"),
 	}
 	for o := SkipNonFinite; o < numOutcomes; o++ {
 		m.skipped[o] = skipped.WithLabelValues(o.String())
@@ -69,6 +71,7 @@ func (m *storeMetrics) observe(st *appendStats, took time.Duration, series int64
 	add(m.overLimit, st.overLimit)
 	add(m.histograms, st.histos)
 	add(m.ownOutput, st.ownOutput)
+	add(m.backfilling, st.backfilling)
 	add(m.created, st.created)
 	add(m.unselected, st.dropped)
 	m.scoringTotal.Add(took.Seconds())
