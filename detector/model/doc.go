@@ -32,14 +32,13 @@
 // normal has bursts or spikes now and then learns them as normal, while one with normal errors
 // keeps its 4-sigma band. A spike at the same time every day (a backup, a cron job) is normal
 // too: each hour of the day keeps a fading peak of the standardised errors seen in it, which
-// moves half way to a larger error at the end of each visit and fades by a fifth per visit
-// otherwise, and the band within 15 minutes of that hour is at least 1.25 times that peak. A
-// daily spike is flagged on its first days, then learned; a one-off fades within a week; and
-// the hour in progress never widens its own band, so that a burst is flagged while it lasts.
-// While a profile bucket is in its first visit it takes up the whole
-// error and the offset stays 0: there is no profile yet whose error the offset could be.
-// Every update clips the error at 2.5 sigmas (Huber), so that a
-// spike cannot drag the baseline. Five errors in a row outside the band on the same side are a
+// moves half way to a larger error at the end of each visit and fades by about a fifth per
+// visit otherwise, and the band within 15 minutes of that hour is at least 1.25 times that
+// peak. A daily spike is flagged on its first days, then learned; a one-off fades within a
+// week; and the hour in progress never widens its own band, so that a burst is flagged while
+// it lasts. While a profile bucket is in its first visit it takes up the whole error and the
+// offset stays 0: there is no profile yet whose error the offset could be. Every update clips
+// the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline. Five errors in a row outside the band on the same side are a
 // level change: the candidate jumps to the new level, so a lasting change is flagged for five
 // samples and then is the new normal. The step is remembered for some hours, so that a return
 // to the level before it is normal too.
