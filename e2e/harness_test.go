@@ -264,7 +264,7 @@ func startExporter(t *testing.T, cfg string, extra ...string) (addr string, p *p
 	t.Helper()
 	bin := exporterBinary(t)
 	addr = freePort(t)
-	args := []string{"--web.listen-address=" + addr, "--log.level=debug"}
+	args := []string{"--web.listen-address=" + addr, "--log.level=debug", "--storage.path=" + t.TempDir()}
 	if cfg != "" {
 		path := filepath.Join(t.TempDir(), "anomaly.yml")
 		require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))

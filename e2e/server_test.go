@@ -122,6 +122,6 @@ func TestServerBasicAuth(t *testing.T) {
 func startExporterNoWait(t *testing.T, extra ...string) (string, *process) {
 	t.Helper()
 	addr := freePort(t)
-	p := start(t, "anomaly_exporter", exporterBinary(t), append([]string{"--web.listen-address=" + addr}, extra...)...)
+	p := start(t, "anomaly_exporter", exporterBinary(t), append([]string{"--web.listen-address=" + addr, "--storage.path=" + t.TempDir()}, extra...)...)
 	return addr, p
 }

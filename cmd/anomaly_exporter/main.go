@@ -45,6 +45,7 @@ type flags struct {
 	enableLifecycle bool
 	configFile      string
 	storagePath     string
+	persist         persistenceFlags
 	maxRequestBytes units.Base2Bytes
 	maxConcurrent   int
 	limits          remotewrite.Options
@@ -65,8 +66,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("false").BoolVar(&f.enableLifecycle)
 	a.Flag("config.file", "Configuration file (YAML) selecting the series to score and how. Empty: the embedded default, which scores every series.").
 		Default("").StringVar(&f.configFile)
-	a.Flag("storage.path", "Directory for the detector's state. Baselines are not yet checkpointed there; the flag is accepted so deployments need not change when they are.").
+	a.Flag("storage.path", "Directory for the detector's state: the checkpoint of every series' baseline, restored at start.").
 		Default("data/").StringVar(&f.storagePath)
+	addPersistenceFlags(a, &f.persist)
 	a.Flag("remote-write.max-request-bytes", "Largest remote-write request accepted, compressed or decoded; larger ones get 413.").
 		Default("32MiB").BytesVar(&f.maxRequestBytes)
 	a.Flag("remote-write.max-concurrent-requests", "Remote-write requests handled at once; beyond it senders get 503 with Retry-After and retry.").
@@ -109,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
+func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector(name),
@@ -122,11 +124,15 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	if err := rl.reload(); err != nil {
 		return fmt.Errorf("loading configuration: %w", err)
 	}
+	persist, err := newPersistence(&f.persist, f.configFile, f.storagePath, store, reg, logger)
+	if err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	rwOpts := f.limits
 	rwOpts.MaxRequestBytes, rwOpts.MaxConcurrentRequests = int64(f.maxRequestBytes), f.maxConcurrent
-	mux.Handle("/api/v1/write", remotewrite.NewHandler(rwOpts, store, reg, logger))
+	mux.Handle("/api/v1/write", persist.gate(remotewrite.NewHandler(rwOpts, store, reg, logger)))
 	mux.Handle("/scores", scoresHandler(store, logger))
 	mux.Handle(f.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
@@ -135,6 +141,10 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 		fmt.Fprintln(w, "Healthy.")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !persist.ready.Load() {
+			http.Error(w, "Not ready: restoring the detector's state.", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "Ready.")
 	})
 	mux.Handle("/-/reload", rl.handler(f.enableLifecycle))
@@ -161,6 +171,14 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, f.web, logger) }()
+	persist.start(ctx)
+	defer func() {
+		if perr := persist.stop(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
+	checkpoints, stopCheckpoints := persist.ticker()
+	defer stopCheckpoints()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -178,6 +196,8 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) error {
 			if err := rl.reload(); err != nil {
 				logger.Error("Reloading configuration failed; the previous one stays in force", "err", err)
 			}
+		case <-checkpoints:
+			persist.checkpointAsync()
 		case <-expiry.C:
 			if n := store.Expire(); n > 0 {
 				logger.Debug("Expired series", "count", n)
