@@ -1,7 +1,7 @@
 // The knobs of the anomaly_exporter mixin. Override them when importing the mixin:
 //
 //   (import 'anomaly_exporter/mixin.libsonnet') + {
-//     _config+:: { anomalyExporterSelector: 'job="anomaly"', anomalyFor: '15m' },
+//     _config+:: { anomalyExporterSelector: 'job="anomaly"', anomalyFor: '10m' },
 //   }
 //
 // Every alert, recording rule and dashboard reads them from here, so the rendered rules/ and
@@ -20,8 +20,11 @@
     // A series is anomalous while its score is above this: 1 is the edge of the normal band.
     scoreThreshold: 1,
     // How long one series must stay anomalous (and not learning) before AnomalyDetected fires.
-    // Short spikes do not page; raise it for noisy inputs.
-    anomalyFor: '10m',
+    // Short spikes do not page; raise it for noisy inputs, but keep it under 15m: the model
+    // flags a lasting level change for at least 15 minutes of sample time (and at least five
+    // samples), then learns it as the new normal, and an alert whose `for` is longer than that
+    // never fires for it.
+    anomalyFor: '5m',
     anomalySeverity: 'warning',
 
     // The labels that make a group of series: one incident in a group (a job, a namespace, a
@@ -36,7 +39,7 @@
     stormRatioMinSeries: 2,
     // Keep it shorter than anomalyFor, so that the group alert fires (and, in Alertmanager,
     // inhibits the per-series alerts) before the per-series alerts of the same incident do.
-    stormFor: '5m',
+    stormFor: '3m',
     stormSeverity: 'critical',
 
     // Self-monitoring of the exporter.

@@ -38,9 +38,10 @@
 // week; and the hour in progress never widens its own band, so that a burst is flagged while
 // it lasts. While a profile bucket is in its first visit it takes up the whole error and the
 // offset stays 0: there is no profile yet whose error the offset could be. Every update clips
-// the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline. Five errors in a row outside the band on the same side are a
-// level change: the candidate jumps to the new level, so a lasting change is flagged for five
-// samples and then is the new normal. The step is remembered for some hours, so that a return
+// the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline. Five errors in a row outside the band on the same side, spanning at
+// least 15 minutes of sample time, are a level change: the candidate jumps to the new level, so
+// a lasting change is flagged for five samples or 15 minutes, whichever is longer (long enough
+// for an alert with a `for` of a few minutes to fire once), and then is the new normal. The step is remembered for some hours, so that a return
 // to the level before it is normal too.
 //
 // # The score
@@ -55,7 +56,7 @@
 // A flatline scores too, whatever the direction: a run of steps smaller than 2% of the spread
 // scores its length over the length that the series' own rate of such steps makes a 1-in-10,000
 // event (at least 3, and 1.5 times the longest such run of the last days). Like a level change,
-// a flatline scores above 1 for five samples and is then the new normal until the series moves
+// a flatline scores above 1 for five samples or 15 minutes and is then the new normal until the series moves
 // again. A series that is flat at least half the time is never flatlining, and one that stays
 // flat becomes flat in the model's eyes within hours.
 //

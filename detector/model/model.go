@@ -84,6 +84,12 @@ const (
 	// samples, then becomes the new normal. The step is remembered, so that a return to the
 	// level before it is recognised as normal rather than flagged as a second change.
 	relevelRun = 5
+	// relevelMinDuration is the sample time a level change (or a flatline) is flagged at least,
+	// whatever the sampling rate: five samples of a 15-second scrape are over in 75 seconds,
+	// before any alert with a `for` could see them. Fifteen minutes lets an alert with `for`
+	// up to ten minutes fire once for a lasting change, which then becomes the new normal; at
+	// 5-minute sampling the five samples take longer than this anyway.
+	relevelMinDuration = 15 * 60_000
 
 	// The band is never narrower than what the series' own tail of standardised residuals
 	// (residual over the spread at the time) makes a 1-in-1/tailTarget event, so that a series
@@ -200,8 +206,12 @@ var visitLogKeep = func() (l [profileVisits + 1]float64) {
 // relative to how far the series moves rather than to its magnitude.
 type Model struct {
 	firstT, lastT int64
-	base          float64
-	lastV         float64
+	// runStart is when each candidate's current out-of-band run began; flatStart when the
+	// current flatline first scored above 1 (both sample time, ms).
+	runStart  [numCandidates]int64
+	flatStart int64
+	base      float64
+	lastV     float64
 	// offset is each candidate's recent departure from its profile.
 	offset [numCandidates]float64
 
@@ -234,7 +244,7 @@ type Model struct {
 	flatRun uint16 // current run of flat steps
 	// flatOver is how many samples of the current flat run scored above 1.
 	flatOver uint8
-	run      [numCandidates]int8 // signed length of the current out-of-band run
+	run      [numCandidates]int8 // signed length of the current out-of-band run, up to relevelRun
 	active   uint8               // candidate that scores
 	// flatLongest is the longest run of flat steps lately seen to end (saturating), fading by a
 	// quarter at each midnight.
@@ -300,9 +310,13 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	// new normal until the series moves again.
 	flat := m.flatScore()
 	if flat > 1 {
-		if m.flatOver >= relevelRun {
+		if m.flatOver == 0 {
+			m.flatStart = t
+		}
+		switch {
+		case m.flatOver >= relevelRun && t-m.flatStart >= relevelMinDuration:
 			flat = 0
-		} else {
+		case m.flatOver < relevelRun:
 			m.flatOver++
 		}
 	}
@@ -390,11 +404,14 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		case math.Abs(res[k]) <= band[k] || !warm || fresh:
 			m.run[k] = 0
 		case (res[k] > 0) == (m.run[k] > 0) && m.run[k] != 0:
-			m.run[k] += sign(res[k])
+			if abs8(m.run[k]) < relevelRun {
+				m.run[k] += sign(res[k])
+			}
 		default:
 			m.run[k] = sign(res[k])
+			m.runStart[k] = t
 		}
-		if abs8(m.run[k]) >= relevelRun {
+		if abs8(m.run[k]) >= relevelRun && t-m.runStart[k] >= relevelMinDuration {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
 				m.jump = f32(off - m.offset[k])

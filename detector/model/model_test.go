@@ -518,3 +518,22 @@ func BenchmarkObserve(b *testing.B) {
 		m.Observe(t, 100+rng.NormFloat64(), &s)
 	}
 }
+
+// TestLevelChangeOutlastsAlertFor: at a 15-second scrape, five samples are 75 seconds, too
+// short for an alert with `for`; a lasting change must stay flagged for relevelMinDuration of
+// sample time, and then be learned.
+func TestLevelChangeOutlastsAlertFor(t *testing.T) {
+	const every = 15 * time.Second
+	s := defaults()
+	var m Model
+	rng := rand.New(rand.NewPCG(3, 4))
+	replay(&m, s, noisy(flat), rng, monday, at(days(2)), every)
+	shift := at(days(2))
+	ps := replay(&m, s, func(t time.Time, rng *rand.Rand) float64 { return 100 + 30*noise + noise*rng.NormFloat64() },
+		rng, shift, shift.Add(time.Hour), every)
+	for _, p := range between(ps, shift, shift.Add(15*time.Minute)) {
+		require.Greater(t, p.Score, 1.0, "still flagged %s after the change", p.t.Sub(shift))
+	}
+	require.LessOrEqual(t, share(between(ps, shift.Add(30*time.Minute), shift.Add(time.Hour))), 0.01,
+		"learned as the new normal within half an hour")
+}
