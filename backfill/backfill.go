@@ -108,6 +108,15 @@ type Backfiller struct {
 	periodTotal            int
 	periodDone, periodFail int
 	periodSamples          int
+	stats                  Stats
+}
+
+// Stats count the series backfilled since the start.
+type Stats struct {
+	// Done counts the series replayed, Failed those whose history could not be read.
+	Done, Failed int
+	// Samples counts the samples replayed.
+	Samples int
 }
 
 type job struct {
@@ -176,6 +185,13 @@ func (b *Backfiller) addPendingLocked(k string) {
 	b.pending[k] = struct{}{}
 	b.periodTotal++
 	b.m.pending.Set(float64(len(b.pending)))
+}
+
+// Stats returns the counts since the start.
+func (b *Backfiller) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
 }
 
 // Pending is the number of series queued or being backfilled.
@@ -474,10 +490,13 @@ func (b *Backfiller) finish(j job, ok bool, samples int) {
 	b.m.pending.Set(float64(len(b.pending)))
 	if ok {
 		b.periodDone++
+		b.stats.Done++
 	} else {
 		b.periodFail++
+		b.stats.Failed++
 	}
 	b.periodSamples += samples
+	b.stats.Samples += samples
 	if len(b.pending) == 0 && b.periodTotal > 0 {
 		b.logger.Info("Backfill caught up", "series", b.periodDone+b.periodFail, "failed", b.periodFail,
 			"samples", b.periodSamples, "took", b.opts.Now().Sub(b.periodStart).Round(time.Millisecond))

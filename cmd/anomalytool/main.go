@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, std stdio) (code int) {
 	ev.register(app)
 	var lg loadgenCmd
 	lg.register(app)
+	var bf backfillCmd
+	bf.register(app)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, std stdio) (code int) {
 		err = ev.run(std)
 	case "loadgen":
 		err = lg.run(ctx, std)
+	case "backfill":
+		err = bf.run(ctx, std)
 	}
 	if err != nil {
 		if _, ok := err.(failed); !ok {
