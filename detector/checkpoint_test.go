@@ -373,10 +373,10 @@ func TestCheckpointFile(t *testing.T) {
 func TestModelLayout(t *testing.T) {
 	require.False(t, hasPointers(reflect.TypeFor[model.Model]()), "model.Model must stay free of pointers")
 	require.True(t, hasPointers(reflect.TypeFor[struct {
-		a [2]int
-		b *int
+		A [2]int
+		B *int
 	}]()))
-	require.True(t, hasPointers(reflect.TypeFor[struct{ s string }]()))
+	require.True(t, hasPointers(reflect.TypeFor[struct{ S string }]()))
 
 	// The description sees names, types, order and offsets.
 	desc := func(t reflect.Type) string {
@@ -385,20 +385,20 @@ func TestModelLayout(t *testing.T) {
 		return b.String()
 	}
 	type v1 struct {
-		a int64
-		b [3]float32
+		A int64
+		B [3]float32
 	}
 	type v2 struct {
-		a int64
-		b [4]float32
+		A int64
+		B [4]float32
 	}
 	type v3 struct {
-		b [3]float32
-		a int64
+		B [3]float32
+		A int64
 	}
 	type v4 struct {
-		a int64
-		c [3]float32
+		A int64
+		C [3]float32
 	}
 	seen := map[string]bool{}
 	for _, ty := range []reflect.Type{reflect.TypeFor[v1](), reflect.TypeFor[v2](), reflect.TypeFor[v3](), reflect.TypeFor[v4]()} {

@@ -273,4 +273,3 @@ func cfg(t *testing.T, path string) *config.Config {
 	require.NoError(t, err)
 	return c
 }
-
