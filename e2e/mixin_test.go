@@ -294,7 +294,7 @@ remote_write:
 	require.InDelta(t, 100, expected, 50, "expected: the level before the jump")
 	require.True(t, lower <= expected && expected <= upper && upper < value, "band %v to %v around %v, below %v", lower, upper, expected, value)
 	require.Greater(t, score, 1.0)
-	require.Equal(t, fmt.Sprintf("%s is %s where its baseline expected %s (normal band %s to %s): anomaly score %s, above 1 for 10m.",
+	require.Equal(t, fmt.Sprintf("%s is %s where its baseline expected %s (normal band %s to %s): anomaly score %s, above 1 for 5m.",
 		got["metric"], got["value"], got["expected"], lowerS, upperS, strconv.FormatFloat(score, 'g', 3, 64)), got["description"])
 	require.Equal(t, "A scored series is outside its normal band.", got["summary"])
 	require.Contains(t, got["runbook_url"], "runbook.md#anomalydetected")
