@@ -1,65 +1,64 @@
-// Package model is the online baseline of one series: it learns level, daily and weekly seasons
-// and spread from samples in timestamp order, and scores each sample against what it learned
-// before seeing it. It is pure arithmetic on sample time: no clock, no I/O, no locks; the
-// caller (the detector's store) serialises access per series.
+// Package model is the online baseline of one series: it learns level, daily and weekly seasons and
+// spread from samples in timestamp order, and scores each sample against what it learned before
+// seeing it. It is pure arithmetic on sample time: no clock, no I/O, no locks; the caller (the
+// detector's store) serialises access per series.
 //
 // # The model
 //
 // Every series runs four candidate models side by side, each predicting the next sample as a
 // profile plus an offset: a level alone; a level with a 24-hour profile; a weekday level and a
 // weekend level; and a 24-hour profile for weekdays and another for weekends (days in UTC).
-// Profiles have one bucket per hour, read with linear interpolation between bucket centres so
-// that a smooth daily curve sampled every few minutes fits without steps. A bucket learns as the
-// average of its first visits (so one day fills a daily profile) and then with a memory of
-// about four visits. The offset follows what the profile does not explain yet (today is busier
-// than usual) within hours, and hands it over to the profile as the profile learns it. All
-// smoothing weights come from the time between samples (1-exp(-dt/tau)), so irregular sampling,
-// bursts and gaps need no special case; a gap weighs at most an hour.
+// Profiles have one bucket per hour, read with linear interpolation between bucket centres so that
+// a smooth daily curve sampled every few minutes fits without steps. A bucket learns as the average
+// of its first visits (so one day fills a daily profile) and then with a memory of about four
+// visits. The offset follows what the profile does not explain yet (today is busier than usual)
+// within hours, and hands it over to the profile as the profile learns it. All smoothing weights
+// come from the time between samples (1-exp(-dt/tau)), so irregular sampling, bursts and gaps need
+// no special case; a gap weighs at most an hour.
 //
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
 // keeps its mean squared one-step error, computed before it learns the sample. The simplest
-// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth
-// in root mean square), and a richer one keeps scoring while it stays a tenth lower. The daily
-// profile may be chosen after two days (one to learn it, one to test it out of sample), the
-// weekly ones after two weekdays and two weekend days. Settings.Seasonality forces a candidate
-// instead.
+// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
+// root mean square), and a richer one keeps scoring while it stays a tenth lower. The daily profile
+// may be chosen after two days (one to learn it, one to test it out of sample), the weekly ones
+// after two weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
 //
-// The spread is the mean absolute one-step error, per candidate and, for the scoring
-// candidate, per hour of day, since many series are noisier at their peak. The band is never
-// narrower than what the series' own tail of standardised errors (error over the spread at the
-// time) makes a one-in-3300 event: the tail is modelled as peaks over its 2% quantile
-// with an exponential tail beyond, starting from a normal error's, so that a series whose
-// normal has bursts or spikes now and then learns them as normal, while one with normal errors
-// keeps its 4-sigma band. A spike at the same time every day (a backup, a cron job) is normal
-// too: each hour of the day keeps a fading peak of the standardised errors seen in it, which
-// moves half way to a larger error at the end of each visit and fades by about a fifth per
-// visit otherwise, and the band within 15 minutes of that hour is at least 1.25 times that
-// peak. A daily spike is flagged on its first days, then learned; a one-off fades within a
-// week; and the hour in progress never widens its own band, so that a burst is flagged while
-// it lasts. While a profile bucket is in its first visit it takes up the whole error and the
-// offset stays 0: there is no profile yet whose error the offset could be. Every update clips
-// the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline. Five errors in a row outside the band on the same side, spanning at
-// least 15 minutes of sample time, are a level change: the candidate jumps to the new level, so
-// a lasting change is flagged for five samples or 15 minutes, whichever is longer (long enough
-// for an alert with a `for` of a few minutes to fire once), and then is the new normal. The step is remembered for some hours, so that a return
-// to the level before it is normal too.
+// The spread is the mean absolute one-step error, per candidate and, for the scoring candidate, per
+// hour of day, since many series are noisier at their peak. The band is never narrower than what
+// the series' own tail of standardised errors (error over the spread at the time) makes a
+// one-in-3300 event: the tail is modelled as peaks over its 2% quantile with an exponential tail
+// beyond, starting from a normal error's, so that a series whose normal has bursts or spikes now
+// and then learns them as normal, while one with normal errors keeps its 4-sigma band. A spike at
+// the same time every day (a backup, a cron job) is normal too: each hour of the day keeps a fading
+// peak of the standardised errors seen in it, which moves half way to a larger error at the end of
+// each visit and fades by about a fifth per visit otherwise, and the band within 15 minutes of that
+// hour is at least 1.25 times that peak. A daily spike is flagged on its first days, then learned;
+// a one-off fades within a week; and the hour in progress never widens its own band, so that a
+// burst is flagged while it lasts. While a profile bucket is in its first visit it takes up the
+// whole error and the offset stays 0: there is no profile yet whose error the offset could be.
+// Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline.
+// Five errors in a row outside the band on the same side, spanning at least 15 minutes of sample
+// time, are a level change: the candidate jumps to the new level, so a lasting change is flagged
+// for five samples or 15 minutes, whichever is longer (long enough for an alert with a `for` of a
+// few minutes to fire once), and then is the new normal. The step is remembered for some hours, so
+// that a return to the level before it is normal too.
 //
 // # The score
 //
-// The band is Expected ± h, with h = max(4 sigma / Sensitivity, MinAbsDeviation,
-// MinRelDeviation |Expected|); when neither minimum is set, h is at least 0.1% of |Expected|
-// (and 1e-9), so that a perfectly constant series flags a real change but no rounding. The score
-// is |value - Expected| / h: 0 at the expected value, 1 at the band's edge, growing linearly
-// beyond (capped at 1e9 so that it stays finite); with Direction up or down, deviations to the other side score 0. At 4 sigmas a series
-// with normal errors leaves its band once in some ten thousand samples.
+// The band is Expected ± h, with h = max(4 sigma / Sensitivity, MinAbsDeviation, MinRelDeviation
+// |Expected|); when neither minimum is set, h is at least 0.1% of |Expected| (and 1e-9), so that a
+// perfectly constant series flags a real change but no rounding. The score is |value - Expected| /
+// h: 0 at the expected value, 1 at the band's edge, growing linearly beyond (capped at 1e9 so that
+// it stays finite); with Direction up or down, deviations to the other side score 0. At 4 sigmas a
+// series with normal errors leaves its band once in some ten thousand samples.
 //
 // A flatline scores too, whatever the direction: a run of steps smaller than 2% of the spread
 // scores its length over the length that the series' own rate of such steps makes a 1-in-10,000
-// event (at least 3, and 1.5 times the longest such run of the last days). Like a level change,
-// a flatline scores above 1 for five samples or 15 minutes and is then the new normal until the series moves
-// again. A series that is flat at least half the time is never flatlining, and one that stays
-// flat becomes flat in the model's eyes within hours.
+// event (at least 3, and 1.5 times the longest such run of the last days). Like a level change, a
+// flatline scores above 1 for five samples or 15 minutes and is then the new normal until the
+// series moves again. A series that is flat at least half the time is never flatlining, and one
+// that stays flat becomes flat in the model's eyes within hours.
 //
-// Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from
-// the first one. Scores are computed while learning, but the series should page no one.
+// Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from the
+// first one. Scores are computed while learning, but the series should page no one.
 package model
