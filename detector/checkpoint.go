@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -154,12 +155,15 @@ const (
 	ckptBlocks  = 4
 )
 
+// blockPool keeps the writer's blocks from one checkpoint to the next.
+var blockPool = sync.Pool{New: func() any { return make([]byte, 0, ckptBufSize+64<<10) }}
+
 func newCkptWriter(w io.Writer) *ckptWriter {
 	cw := &ckptWriter{full: make(chan []byte, ckptBlocks), free: make(chan []byte, ckptBlocks), done: make(chan struct{})}
 	for range ckptBlocks - 1 {
-		cw.free <- make([]byte, 0, ckptBufSize+64<<10)
+		cw.free <- blockPool.Get().([]byte)[:0]
 	}
-	cw.buf = make([]byte, 0, ckptBufSize+64<<10)
+	cw.buf = blockPool.Get().([]byte)[:0]
 	go func() {
 		defer close(cw.done)
 		for b := range cw.full {
@@ -192,6 +196,11 @@ func (cw *ckptWriter) finish() (int64, error) {
 	cw.full <- cw.buf
 	close(cw.full)
 	<-cw.done
+	cw.buf = nil
+	for range ckptBlocks {
+		//lint:ignore SA6002 one small allocation per megabyte block and checkpoint
+		blockPool.Put((<-cw.free)[:0])
+	}
 	if cw.err != nil {
 		return cw.n, cw.err
 	}
@@ -394,7 +403,7 @@ func corrupt(format string, args ...any) error {
 // model, the others start over, and series no rule selects any more are dropped.
 func (s *Store) LoadCheckpoint(r io.Reader) (int, error) {
 	rs := s.opts.Load()
-	d := &ckptReader{r: r, buf: make([]byte, 256<<10)}
+	d := &ckptReader{r: r, buf: make([]byte, 64<<10)}
 	if !d.need(headerSize) {
 		if errors.Is(d.err, ErrCheckpointCorrupt) {
 			return 0, corrupt("shorter than its header")
