@@ -52,6 +52,11 @@ const (
 	// queryTimeout bounds one query, retries included.
 	queryTimeout = 2 * time.Minute
 	queryRetries = 3
+	// After unavailableAfter series in a row failed, the source counts as down for
+	// unavailableFor: new series are not held for a backfill meanwhile, and queued ones are
+	// released at once, so that an outage of Prometheus does not keep series from being scored.
+	unavailableAfter = 8
+	unavailableFor   = time.Minute
 )
 
 // Options configure a Backfiller. Zero fields take the defaults.
@@ -109,6 +114,9 @@ type Backfiller struct {
 	periodDone, periodFail int
 	periodSamples          int
 	stats                  Stats
+	// failedInARow counts consecutive failed series; downUntil is the end of an outage.
+	failedInARow int
+	downUntil    time.Time
 }
 
 // Stats count the series backfilled since the start.
@@ -167,6 +175,10 @@ func (b *Backfiller) RequestBackfill(ls labels.Labels, counter bool) bool {
 	defer b.mu.Unlock()
 	if _, ok := b.pending[k]; ok {
 		return true
+	}
+	if b.downLocked() {
+		b.m.dropped.Inc()
+		return false
 	}
 	select {
 	case b.queue <- job{ls: ls, key: k, counter: counter}:
@@ -343,7 +355,20 @@ func (b *Backfiller) Wait(ctx context.Context) error {
 	return nil
 }
 
+// downLocked reports whether the source counts as down.
+func (b *Backfiller) downLocked() bool {
+	return !b.downUntil.IsZero() && b.opts.Now().Before(b.downUntil)
+}
+
 func (b *Backfiller) process(ctx context.Context, j job) {
+	b.mu.Lock()
+	down := b.downLocked()
+	b.mu.Unlock()
+	if down {
+		b.store.AbortBackfill(j.ls)
+		b.finish(j, false, 0)
+		return
+	}
 	settings, fp, ok := b.store.BackfillSettings(j.ls)
 	if !ok {
 		b.store.AbortBackfill(j.ls)
@@ -497,6 +522,18 @@ func (b *Backfiller) finish(j job, ok bool, samples int) {
 	}
 	b.periodSamples += samples
 	b.stats.Samples += samples
+	switch {
+	case ok:
+		b.failedInARow = 0
+	case samples == 0 && !b.downLocked():
+		b.failedInARow++
+		if b.failedInARow >= unavailableAfter {
+			b.failedInARow = 0
+			b.downUntil = b.opts.Now().Add(unavailableFor)
+			b.logger.Error("Backfill source looks unavailable: series are not backfilled for a while and learn from live samples",
+				"series_failed_in_a_row", unavailableAfter, "retry_after", unavailableFor)
+		}
+	}
 	if len(b.pending) == 0 && b.periodTotal > 0 {
 		b.logger.Info("Backfill caught up", "series", b.periodDone+b.periodFail, "failed", b.periodFail,
 			"samples", b.periodSamples, "took", b.opts.Now().Sub(b.periodStart).Round(time.Millisecond))

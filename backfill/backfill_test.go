@@ -492,3 +492,24 @@ func TestNewAPIUsesHTTPConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Bearer s3cret", gotAuth)
 }
+
+func TestSourceDown(t *testing.T) {
+	fake := &fakeProm{fail: func(string) error { return &v1.Error{Type: v1.ErrBadData, Msg: "down"} }, block: make(chan struct{})}
+	store, bf, _, _ := newTest(t, fake, Options{Concurrency: 1}, "")
+	for i := range 20 {
+		require.NoError(t, store.Append(batchOf(ls("__name__", fmt.Sprint("s", i)), batch.Gauge, at(now, 1))))
+	}
+	require.Equal(t, 20, bf.Pending())
+	close(fake.block)
+	wait(t, bf)
+	require.Equal(t, 20.0, testutil.ToFloat64(bf.m.failed))
+	fake.mu.Lock()
+	require.Len(t, fake.queries, unavailableAfter, "after that many failures the rest are released without a query")
+	fake.mu.Unlock()
+	// Meanwhile a new series is scored live at once.
+	require.NoError(t, store.Append(batchOf(ls("__name__", "new"), batch.Gauge, at(now, 1))))
+	require.Zero(t, bf.Pending())
+	r, ok := store.Lookup(ls("__name__", "new"))
+	require.True(t, ok)
+	require.False(t, math.IsNaN(r.Expected))
+}
