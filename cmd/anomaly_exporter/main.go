@@ -49,6 +49,7 @@ type flags struct {
 	maxRequestBytes units.Base2Bytes
 	maxConcurrent   int
 	limits          remotewrite.Options
+	out             outFlags
 	shutdownTimeout time.Duration
 	log             promslog.Config
 }
@@ -81,6 +82,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("0").IntVar(&f.limits.MaxLabelNameLength)
 	a.Flag("remote-write.max-label-value-length", "Series with a longer label value, in bytes, are rejected (400, the rest is kept). 0: no limit.").
 		Default("0").IntVar(&f.limits.MaxLabelValueLength)
+	addOutFlags(a, &f.out)
 	a.Flag("web.shutdown-timeout", "How long in-flight requests may take to finish on SIGTERM.").
 		Default("30s").DurationVar(&f.shutdownTimeout)
 	promslogflag.AddFlags(a, &f.log)
@@ -128,6 +130,12 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	out, err := newScoreSenders(&f.out, store, reg, logger)
+	if err != nil {
+		return err
+	}
+	// When serve returns, the server has stopped: flush the scores of its last requests.
+	defer out.close(f.shutdownTimeout, logger)
 
 	mux := http.NewServeMux()
 	rwOpts := f.limits
