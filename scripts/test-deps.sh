@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real components the tests start or run when they are missing: Debian's
 # Prometheus and promtool (end-to-end tests, promtool check/test rules of the mixin) and
-# Alertmanager and amtool (the mixin's end-to-end test, amtool check-config). Shared by
-# `make test` and .ci/run so that both work on a fresh machine.
+# Alertmanager and amtool (the mixin's end-to-end test, amtool check-config), VictoriaMetrics
+# and vmagent (the sharding end-to-end test). Shared by `make test` and .ci/run so that both
+# work on a fresh machine.
 set -euo pipefail
 declare -A package=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
   [amtool]=prometheus-alertmanager
+  [victoria-metrics]=victoria-metrics
+  [vmagent]=victoria-metrics
 )
 missing=()
 for bin in "${!package[@]}"; do
