@@ -24,7 +24,7 @@ build: ## Build ./anomaly_exporter and ./anomalytool.
 run: build ## Build and start the exporter on its embedded default config (:9700).
 	./anomaly_exporter
 
-test: test-deps mixin-check ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus.
+test: test-deps mixin-check kubernetes-check ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus.
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -75,6 +75,14 @@ mixin-check: test-deps $(MIXIN_TOOLS) ## Check the mixin: formatted, linted, ren
 	promtool check rules rules/*.yaml
 	promtool test rules mixin/tests/*.yaml
 	amtool check-config mixin/alertmanager.yml
+
+.PHONY: kubernetes kubernetes-check
+kubernetes: ## Render deploy/kubernetes/prometheusrule.yaml from the mixin's rules/ (after make mixin).
+	./scripts/prometheusrule.sh rules/*.yaml > deploy/kubernetes/prometheusrule.yaml
+
+kubernetes-check: ## Check that deploy/kubernetes/prometheusrule.yaml is current with rules/.
+	@./scripts/prometheusrule.sh rules/*.yaml | diff -u deploy/kubernetes/prometheusrule.yaml - \
+	  || { echo "deploy/kubernetes/prometheusrule.yaml differs from rules/: run make kubernetes"; exit 1; }
 
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck (pinned in tools/go.mod).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
