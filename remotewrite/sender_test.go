@@ -364,18 +364,21 @@ func TestSenderCloseFlushes(t *testing.T) {
 	require.Zero(t, outMetric(t, reg, "queue_length", rc2.URL))
 }
 
-// Every URL gets every sample; authentication comes from the HTTP client config.
+// Every URL gets every sample; authentication and headers come from the HTTP client config.
 func TestSenderURLsAndAuth(t *testing.T) {
 	a, b := newReceiver(t), newReceiver(t)
 	b.setHook(func(w http.ResponseWriter, r *http.Request) bool {
-		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "pass" {
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "pass" || r.Header.Get("X-Scope-OrgID") != "team-a" {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return true
 		}
 		return false
 	})
 	opts := fastOptions(a.URL, b.URL)
-	opts.HTTPClientConfig = config.HTTPClientConfig{BasicAuth: &config.BasicAuth{Username: "user", Password: "pass"}}
+	opts.HTTPClientConfig = config.HTTPClientConfig{
+		BasicAuth:   &config.BasicAuth{Username: "user", Password: "pass"},
+		HTTPHeaders: &config.Headers{Headers: map[string]config.Header{"X-Scope-OrgID": {Values: []string{"team-a"}}}},
+	}
 	s, reg := newTestSenders(t, opts)
 	store := scoringStore()
 	store.SetOutput(s)
