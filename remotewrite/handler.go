@@ -4,6 +4,9 @@
 // hands the batch to a batch.Appender. It answers with the status codes the remote-write specs
 // tell senders how to read, so that nothing that could succeed later is dropped and nothing that
 // never can is retried.
+//
+// It is also the sending side for the scores (sender*.go): Senders takes the points the detector
+// scores (detector.Output) and remote-writes the output series to other receivers.
 package remotewrite
 
 import (
