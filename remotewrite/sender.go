@@ -97,7 +97,9 @@ func (o SenderOptions) withDefaults() SenderOptions {
 // detector.Output. Close flushes it.
 type Senders struct {
 	senders []*sender
-	closed  atomic.Bool
+	// mu orders WritePoints before Close: once closed, nothing more is queued.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // sender is one URL.
@@ -193,7 +195,9 @@ func newSender(opts SenderOptions, u *url.URL, client *http.Client, v *senderVec
 
 // WritePoints queues the points for every URL. It never blocks on the network.
 func (s *Senders) WritePoints(ps []detector.Point) {
-	if s.closed.Load() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
 		for _, snd := range s.senders {
 			snd.m.dropped.Add(float64(len(ps) * detector.NumFamilies))
 		}
@@ -207,7 +211,11 @@ func (s *Senders) WritePoints(ps []detector.Point) {
 // Close stops taking points and sends what is queued, retrying until ctx is done; what is still
 // queued then is counted as dropped. It returns ctx's error if the flush did not finish.
 func (s *Senders) Close(ctx context.Context) error {
-	if s.closed.Swap(true) {
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
 		return nil
 	}
 	for _, snd := range s.senders {
