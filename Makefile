@@ -56,10 +56,11 @@ $(BIN)/dashboard-linter: $(TOOLS_MOD)
 mixin-generate = $(BIN)/mixtool generate all -J mixin -y -a $(1)/rules/alerts.yaml -r $(1)/rules/rules.yaml -d $(1)/dashboards mixin/mixin.libsonnet
 
 .PHONY: mixin mixin-check
-mixin: $(BIN)/mixtool ## Render the mixin (mixin/) into rules/ and dashboards/.
+mixin: $(BIN)/mixtool ## Render the mixin (mixin/) into rules/, dashboards/ and the Kubernetes PrometheusRule.
 	rm -f rules/*.yaml dashboards/*.json
 	mkdir -p rules dashboards
 	$(call mixin-generate,.)
+	$(MAKE) kubernetes
 
 mixin-check: test-deps $(MIXIN_TOOLS) ## Check the mixin: formatted, linted, rendered files current, rules tested.
 	$(BIN)/jsonnetfmt --test $(MIXIN_SRC)
@@ -77,7 +78,7 @@ mixin-check: test-deps $(MIXIN_TOOLS) ## Check the mixin: formatted, linted, ren
 	amtool check-config mixin/alertmanager.yml
 
 .PHONY: kubernetes kubernetes-check
-kubernetes: ## Render deploy/kubernetes/prometheusrule.yaml from the mixin's rules/ (after make mixin).
+kubernetes: ## Render deploy/kubernetes/prometheusrule.yaml from the mixin's rules/ (make mixin runs it).
 	./scripts/prometheusrule.sh rules/*.yaml > deploy/kubernetes/prometheusrule.yaml
 
 kubernetes-check: ## Check that deploy/kubernetes/prometheusrule.yaml is current with rules/.
