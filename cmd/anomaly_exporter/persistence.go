@@ -148,6 +148,9 @@ func (p *persistence) discover(ctx context.Context) {
 		selectors = append(selectors, r.Selector)
 	}
 	p.logger.Info("Backfill: reading history", "url", p.f.backfillURL, "lookback", p.f.backfillLookback, "selectors", len(selectors))
+	if len(selectors) == 0 {
+		return
+	}
 	n, err := p.bf.Discover(ctx, selectors)
 	if err != nil && ctx.Err() == nil {
 		p.logger.Error("Backfill: listing series failed; series are still backfilled when first seen", "err", err)
