@@ -20,6 +20,8 @@ type storeMetrics struct {
 	histograms   prometheus.Counter
 	ownOutput    prometheus.Counter
 	backfilling  prometheus.Counter
+	tooOld       prometheus.Counter
+	tooNew       prometheus.Counter
 	scoringTotal prometheus.Counter
 }
 
@@ -46,6 +48,8 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		histograms:   skipped.WithLabelValues("native_histogram"),
 		ownOutput:    skipped.WithLabelValues("own_output"),
 		backfilling:  skipped.WithLabelValues("backfilling"),
+		tooOld:       skipped.WithLabelValues("too_old"),
+		tooNew:       skipped.WithLabelValues("too_far_in_future"),
 	}
 	for o := SkipNonFinite; o < numOutcomes; o++ {
 		m.skipped[o] = skipped.WithLabelValues(o.String())
@@ -72,6 +76,8 @@ func (m *storeMetrics) observe(st *appendStats, took time.Duration, series int64
 	add(m.histograms, st.histos)
 	add(m.ownOutput, st.ownOutput)
 	add(m.backfilling, st.backfilling)
+	add(m.tooOld, st.tooOld)
+	add(m.tooNew, st.tooNew)
 	add(m.created, st.created)
 	add(m.unselected, st.dropped)
 	m.scoringTotal.Add(took.Seconds())

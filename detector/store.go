@@ -4,6 +4,7 @@
 package detector
 
 import (
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +62,14 @@ type Store struct {
 	families familyTypes
 	// out, when set, receives the points of every Append (SetOutput).
 	out atomic.Pointer[outputRef]
-	// now is the wall clock, used only for liveness (stale_after, series_expiry), never for
-	// scoring. Tests replace it.
+	// now is the wall clock, used only for liveness (stale_after, series_expiry) and the sample
+	// window, never for scoring. Tests replace it.
 	now func() time.Time
+	// maxAge and maxAhead bound the timestamps Append accepts against the wall clock, in
+	// milliseconds; 0 means no bound (SetSampleWindow).
+	maxAge, maxAhead atomic.Int64
+	// limitSkips counts the samples of new series not tracked because of MaxSeries.
+	limitSkips atomic.Uint64
 }
 
 // ruleSet is one generation of Options with what the hot path derives from them.
@@ -306,6 +312,10 @@ type appendStats struct {
 	ownOutput                 int
 	created, dropped          int
 	backfilling               int
+	tooOld, tooNew            int
+	// minT and maxT are the sample window of this Append; scratch holds the samples kept.
+	minT, maxT int64
+	scratch    []batch.Sample
 	// points collects the scored points for the Output; nil when there is none.
 	points *[]Point
 }
@@ -318,14 +328,25 @@ func (s *Store) Append(b *batch.Batch) error {
 	if len(b.Metadata) > 0 {
 		s.families.learn(b.Metadata)
 	}
-	now := uint32(s.now().Unix())
+	wall := s.now()
+	now := uint32(wall.Unix())
 	var st appendStats
+	st.minT, st.maxT = math.MinInt64, math.MaxInt64
+	if age := s.maxAge.Load(); age > 0 {
+		st.minT = wall.UnixMilli() - age
+	}
+	if ahead := s.maxAhead.Load(); ahead > 0 {
+		st.maxT = wall.UnixMilli() + ahead
+	}
 	out := s.out.Load()
 	if out != nil {
 		st.points = pointPool.Get().(*[]Point)
 	}
 	for i := range b.Series {
 		s.appendSeries(rs, &b.Series[i], now, &st)
+	}
+	if st.overLimit > 0 {
+		s.limitSkips.Add(uint64(st.overLimit))
 	}
 	s.metrics.observe(&st, time.Since(start), s.series.Load())
 	if out != nil {
@@ -338,6 +359,14 @@ func (s *Store) appendSeries(rs *ruleSet, ser *batch.Series, now uint32, st *app
 	st.histos += ser.Histograms
 	if len(ser.Samples) == 0 {
 		return
+	}
+	if !st.inWindow(ser.Samples) {
+		kept := *ser
+		kept.Samples = st.keepInWindow(ser.Samples)
+		if len(kept.Samples) == 0 {
+			return
+		}
+		ser = &kept
 	}
 	h := hashLabels(ser.Labels)
 	sh := &s.shards[h>>(64-shardBits)]
