@@ -544,7 +544,7 @@ func (d *decoder) parseV2(data []byte) error {
 		rest = rest[n:]
 	}
 	if len(d.symbols) > 0 && d.symbols[0] != "" {
-		return malformed("symbols[0] must be the empty string, got %q", d.symbols[0])
+		return malformed("symbols[0] must be the empty string, got %q", clip(d.symbols[0]))
 	}
 	// The first pass checked the framing of every top-level field, so the second one only has
 	// to find the series.

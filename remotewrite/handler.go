@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -43,12 +44,13 @@ type Options struct {
 	// MaxRequestBytes bounds the body as sent and after snappy decoding; larger requests get a
 	// 413. 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
-	// MaxConcurrentRequests bounds the requests being read, decoded and appended at once; beyond
-	// it a request gets a 503 with Retry-After at once instead of queueing (not a 429: Prometheus
+	// MaxConcurrentRequests bounds the requests being decoded and appended at once; beyond it a
+	// request gets a 503 with Retry-After at once instead of queueing (not a 429: Prometheus
 	// retries a 429 only with retry_on_http_429 set, a 503 always). Decoding is CPU-bound,
 	// so the limit is there to bound memory (each admitted request may hold several times
-	// MaxRequestBytes) and the backlog in front of the Appender; slow senders hold a slot while
-	// their body arrives. 0 means 4×GOMAXPROCS, at least 8.
+	// MaxRequestBytes) and the backlog in front of the Appender. A slot is taken once the body
+	// has been read, so that slow senders do not hold one while their body arrives (the server's
+	// read timeout bounds that). 0 means 4×GOMAXPROCS, at least 8.
 	MaxConcurrentRequests int
 	// MaxLabelsPerSeries rejects series with more labels. 0 means unlimited.
 	MaxLabelsPerSeries int
@@ -58,6 +60,14 @@ type Options struct {
 	MaxLabelValueLength int
 	// MaxSeriesPerRequest rejects whole requests with more series. 0 means unlimited.
 	MaxSeriesPerRequest int
+	// MemoryLimit is a high-water mark on the Go heap (live objects and garbage not yet
+	// collected, from runtime/metrics): above it requests get a 503 with Retry-After before their
+	// body is read or decoded, so that the sender retries later instead of the process running
+	// out of memory. 0 means no limit.
+	MemoryLimit int64
+
+	// heapBytes reads the heap size MemoryLimit is compared with; tests replace it.
+	heapBytes func() uint64
 }
 
 func (o Options) withDefaults() Options {
@@ -81,6 +91,7 @@ type handler struct {
 	m      *metrics
 	sem    chan struct{}
 	pool   sync.Pool
+	heap   heapGauge
 }
 
 // NewHandler returns the remote-write receiver. It serves whatever path it is mounted on, calls
@@ -108,6 +119,10 @@ func NewHandler(opts Options, app batch.Appender, reg prometheus.Registerer, log
 		logger: logger,
 		m:      newMetrics(reg),
 		sem:    make(chan struct{}, opts.MaxConcurrentRequests),
+		heap:   heapGauge{read: opts.heapBytes},
+	}
+	if h.heap.read == nil {
+		h.heap = heapGauge{read: heapObjectBytes, refresh: heapRefresh}
 	}
 	h.pool.New = func() any { return &decoder{lim: lim} }
 	return h
@@ -116,7 +131,8 @@ func NewHandler(opts Options, app batch.Appender, reg prometheus.Registerer, log
 // result is the outcome of one request.
 type result struct {
 	code int
-	msg  string // one-line reason, for every code but 204
+	msg  string       // one-line reason, for every code but 204
+	why  rejectReason // for 4xx answers: the reason label of requests_rejected_total
 	// Written counts, sent to RW 2.0 senders in the X-Prometheus-Remote-Write-*-Written headers.
 	samples, histograms, exemplars int
 }
@@ -145,9 +161,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.logger.Log(r.Context(), level, "Remote-write request not accepted",
 			"code", res.code, "protocol", p.String(), "reason", res.msg,
-			"remote_addr", r.RemoteAddr, "user_agent", r.UserAgent())
+			"remote_addr", r.RemoteAddr, "user_agent", clip(r.UserAgent()))
 	}
 	h.m.request(p, res.code)
+	if res.why != rejectNone {
+		h.m.rejectedRequests[res.why].Inc()
+	}
 	h.m.duration[p].Observe(time.Since(start).Seconds())
 }
 
@@ -156,57 +175,89 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) serve(w http.ResponseWriter, r *http.Request) (protocol, result) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return protoUnknown, result{code: http.StatusMethodNotAllowed, msg: "method " + r.Method + " not allowed, use POST"}
+		return protoUnknown, result{code: http.StatusMethodNotAllowed, why: rejectMethod, msg: "method " + r.Method + " not allowed, use POST"}
 	}
 	p, err := negotiate(r.Header)
 	if err != nil {
-		return p, result{code: http.StatusUnsupportedMediaType, msg: err.Error()}
+		return p, result{code: http.StatusUnsupportedMediaType, why: rejectMediaType, msg: err.Error()}
 	}
-	select {
-	case h.sem <- struct{}{}:
-	default:
-		w.Header().Set("Retry-After", retryAfter)
-		return p, result{code: http.StatusServiceUnavailable, msg: "too many concurrent requests (limit " + strconv.Itoa(h.opts.MaxConcurrentRequests) + "), retry later"}
+	if res, over := h.overMemory(w); over {
+		return p, res
 	}
-	defer func() { <-h.sem }()
-	h.m.inFlight.Inc()
-	defer h.m.inFlight.Dec()
-
 	d := h.pool.Get().(*decoder)
 	defer h.put(d)
-	return p, h.handle(r, p, d)
+	return p, h.handle(w, r, p, d)
 }
 
-// handle reads, decodes and appends one admitted request.
-func (h *handler) handle(r *http.Request, p protocol, d *decoder) result {
+// overMemory sheds the request with a 503 and Retry-After when the heap is above MemoryLimit.
+func (h *handler) overMemory(w http.ResponseWriter) (result, bool) {
+	if h.opts.MemoryLimit <= 0 {
+		return result{}, false
+	}
+	heap := h.heap.bytes()
+	if heap <= uint64(h.opts.MemoryLimit) {
+		return result{}, false
+	}
+	h.m.shed[shedMemory].Inc()
+	if h.heap.warnDue() {
+		h.logger.Warn("Heap above --remote-write.memory-limit: remote-write requests get 503 and are retried by their senders",
+			"heap_bytes", heap, "limit_bytes", h.opts.MemoryLimit)
+	}
+	w.Header().Set("Retry-After", retryAfter)
+	return result{code: http.StatusServiceUnavailable, msg: fmt.Sprintf("heap of %d bytes is over the memory limit of %d bytes, retry later", heap, h.opts.MemoryLimit)}, true
+}
+
+// handle reads, decodes and appends one request. The body is read before a decode slot is taken,
+// so that a sender whose body arrives slowly (bounded by the server's read timeout) holds no slot
+// and keeps nobody else out.
+func (h *handler) handle(w http.ResponseWriter, r *http.Request, p protocol, d *decoder) result {
 	limit := h.opts.MaxRequestBytes
 	if r.ContentLength > limit {
-		return result{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
+		return result{code: http.StatusRequestEntityTooLarge, why: rejectBodyTooLarge, msg: fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
 	}
 	var err error
 	d.body, err = readBody(d.body, r.Body, r.ContentLength, limit)
 	h.m.bytes[p].Add(float64(len(d.body)))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The server's read timeout: the sender was too slow, which another try may not be.
+		h.m.shed[shedReadTimeout].Inc()
+		w.Header().Set("Retry-After", retryAfter)
+		return result{code: http.StatusServiceUnavailable, msg: "reading request body: " + err.Error() + ", retry later"}
+	}
 	if err != nil {
-		return result{code: http.StatusBadRequest, msg: "reading request body: " + err.Error()}
+		return result{code: http.StatusBadRequest, why: rejectReadError, msg: "reading request body: " + err.Error()}
 	}
 	if int64(len(d.body)) > limit {
-		return result{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is over the limit of %d bytes", limit)}
+		return result{code: http.StatusRequestEntityTooLarge, why: rejectBodyTooLarge, msg: fmt.Sprintf("request body is over the limit of %d bytes", limit)}
+	}
+	select {
+	case h.sem <- struct{}{}:
+	default:
+		h.m.shed[shedConcurrency].Inc()
+		w.Header().Set("Retry-After", retryAfter)
+		return result{code: http.StatusServiceUnavailable, msg: "too many concurrent requests (limit " + strconv.Itoa(h.opts.MaxConcurrentRequests) + "), retry later"}
+	}
+	defer func() { <-h.sem }()
+	h.m.inFlight.Inc()
+	defer h.m.inFlight.Dec()
+	if res, over := h.overMemory(w); over {
+		return res
 	}
 
 	// The length snappy declares is checked before anything is allocated for it.
 	n, err := snappy.DecodedLen(d.body)
 	if err != nil {
-		return result{code: http.StatusBadRequest, msg: "snappy: " + err.Error()}
+		return result{code: http.StatusBadRequest, why: rejectSnappy, msg: "snappy: " + err.Error()}
 	}
 	if int64(n) > limit {
-		return result{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("decoded body of %d bytes is over the limit of %d bytes", n, limit)}
+		return result{code: http.StatusRequestEntityTooLarge, why: rejectDecodedTooLarge, msg: fmt.Sprintf("decoded body of %d bytes is over the limit of %d bytes", n, limit)}
 	}
 	if cap(d.buf) < n {
 		d.buf = make([]byte, n)
 	}
 	d.buf, err = snappy.Decode(d.buf[:cap(d.buf)], d.body)
 	if err != nil {
-		return result{code: http.StatusBadRequest, msg: "snappy: " + err.Error()}
+		return result{code: http.StatusBadRequest, why: rejectSnappy, msg: "snappy: " + err.Error()}
 	}
 	h.m.decoded[p].Observe(float64(len(d.buf)))
 
@@ -216,7 +267,7 @@ func (h *handler) handle(r *http.Request, p protocol, d *decoder) result {
 		err = d.decodeV1(d.buf)
 	}
 	if errors.Is(err, errMalformed) {
-		return result{code: http.StatusBadRequest, msg: "decoding " + protoMessage[p] + ": " + err.Error()}
+		return result{code: http.StatusBadRequest, why: rejectProtobuf, msg: "decoding " + protoMessage[p] + ": " + err.Error()}
 	}
 	for reason, c := range d.rejectedSamples {
 		if c > 0 {
@@ -224,7 +275,7 @@ func (h *handler) handle(r *http.Request, p protocol, d *decoder) result {
 		}
 	}
 	if err != nil { // over the series limit
-		return result{code: http.StatusBadRequest, msg: err.Error()}
+		return result{code: http.StatusBadRequest, why: rejectTooManySeries, msg: err.Error()}
 	}
 
 	var res result
@@ -241,6 +292,7 @@ func (h *handler) handle(r *http.Request, p protocol, d *decoder) result {
 
 	if d.rejectedSeries > 0 {
 		res.code = http.StatusBadRequest
+		res.why = rejectInvalidSeries
 		res.msg = rejectionMessage(d)
 		return res
 	}
@@ -253,15 +305,27 @@ func rejectionMessage(d *decoder) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rejected %d of %d series (%d samples): %s", d.rejectedSeries, d.seriesTotal, d.rejectedTotal(), strings.ReplaceAll(d.first.reason.String(), "_", " "))
 	if d.first.label != "" {
-		fmt.Fprintf(&b, " %q", d.first.label)
+		fmt.Fprintf(&b, " %q", clip(d.first.label))
 	}
 	if d.first.metric != "" {
-		fmt.Fprintf(&b, " in series of metric %q", d.first.metric)
+		fmt.Fprintf(&b, " in series of metric %q", clip(d.first.metric))
 	}
 	if d.rejectedSeries > 1 {
 		b.WriteString(" (first of them)")
 	}
 	return b.String()
+}
+
+// maxQuoted bounds what a response or log line quotes of a client's strings (label names and
+// values, headers), so that a hostile request cannot make either large.
+const maxQuoted = 128
+
+// clip shortens s to maxQuoted bytes, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return s[:maxQuoted] + "…"
 }
 
 var protoMessage = [numProtocols]string{protoUnknown: "request", protoV1: "prometheus.WriteRequest", protoV2: "io.prometheus.write.v2.Request"}
@@ -279,6 +343,9 @@ func (h *handler) put(d *decoder) {
 	}
 }
 
+// maxPrealloc bounds the body buffer allocated from the Content-Length before the body arrives.
+const maxPrealloc = 1 << 20
+
 // readBody reads body into buf (reusing its capacity) up to limit+1 bytes, so that a body over the
 // limit is detected without reading it all. size is the Content-Length, -1 if unknown.
 func readBody(buf []byte, body io.Reader, size, limit int64) ([]byte, error) {
@@ -286,7 +353,10 @@ func readBody(buf []byte, body io.Reader, size, limit int64) ([]byte, error) {
 	if body == nil {
 		return buf, nil
 	}
-	if want := max(size+512, 4096); int64(cap(buf)) < want && size <= limit {
+	// The Content-Length sizes the buffer only up to maxPrealloc: beyond it the buffer grows
+	// with what arrives, so that a sender announcing a large body and sending it slowly holds
+	// only what it sent.
+	if want := min(max(size+512, 4096), maxPrealloc); int64(cap(buf)) < want && size <= limit {
 		buf = make([]byte, 0, want)
 	}
 	lr := io.LimitedReader{R: body, N: limit + 1}
@@ -323,7 +393,7 @@ func negotiate(h http.Header) (protocol, error) {
 	if ct != "" {
 		media, params, _ := strings.Cut(ct, ";")
 		if !strings.EqualFold(strings.TrimSpace(media), mediaType) {
-			return protoUnknown, fmt.Errorf("unsupported Content-Type %q, want %s", ct, mediaType)
+			return protoUnknown, fmt.Errorf("unsupported Content-Type %q, want %s", clip(ct), mediaType)
 		}
 		for params != "" {
 			var param string
@@ -333,7 +403,7 @@ func negotiate(h http.Header) (protocol, error) {
 			}
 			k, v, ok := strings.Cut(param, "=")
 			if !ok {
-				return protoUnknown, fmt.Errorf("malformed Content-Type %q", ct)
+				return protoUnknown, fmt.Errorf("malformed Content-Type %q", clip(ct))
 			}
 			if !strings.EqualFold(strings.TrimSpace(k), "proto") {
 				continue
@@ -348,7 +418,7 @@ func negotiate(h http.Header) (protocol, error) {
 			case protoV2Message:
 				p = protoV2
 			default:
-				return protoUnknown, fmt.Errorf("unsupported proto %q in Content-Type, want %s or %s", v, protoV1Message, protoV2Message)
+				return protoUnknown, fmt.Errorf("unsupported proto %q in Content-Type, want %s or %s", clip(v), protoV1Message, protoV2Message)
 			}
 		}
 	}
@@ -356,7 +426,7 @@ func negotiate(h http.Header) (protocol, error) {
 	case len(enc) > 1:
 		return p, errors.New("more than one Content-Encoding, want snappy")
 	case len(enc) == 1 && strings.TrimSpace(enc[0]) != "" && !strings.EqualFold(strings.TrimSpace(enc[0]), "snappy"):
-		return p, fmt.Errorf("unsupported Content-Encoding %q, want snappy", enc[0])
+		return p, fmt.Errorf("unsupported Content-Encoding %q, want snappy", clip(enc[0]))
 	}
 	return p, nil
 }

@@ -47,7 +47,49 @@ type metrics struct {
 	exemplars   [numProtocols]prometheus.Counter
 	rejected    [numReasons]prometheus.Counter
 	inFlight    prometheus.Gauge
+	shed        [numShedReasons]prometheus.Counter
+
+	rejectedRequests [numRejectReasons]prometheus.Counter
 }
+
+// rejectReason says why a request was answered 4xx: the reason label of requests_rejected_total.
+type rejectReason uint8
+
+const (
+	rejectNone rejectReason = iota
+	rejectMethod
+	rejectMediaType
+	rejectBodyTooLarge
+	rejectReadError
+	rejectSnappy
+	rejectDecodedTooLarge
+	rejectProtobuf
+	rejectTooManySeries
+	rejectInvalidSeries
+	numRejectReasons
+)
+
+var rejectReasonNames = [numRejectReasons]string{
+	rejectMethod:          "method_not_allowed",
+	rejectMediaType:       "unsupported_media_type",
+	rejectBodyTooLarge:    "body_too_large",
+	rejectReadError:       "read_error",
+	rejectSnappy:          "corrupt_snappy",
+	rejectDecodedTooLarge: "decoded_too_large",
+	rejectProtobuf:        "malformed_protobuf",
+	rejectTooManySeries:   "too_many_series",
+	rejectInvalidSeries:   "invalid_series",
+}
+
+// Why a request was shed with a 503 and Retry-After: the reason label of requests_shed_total.
+const (
+	shedConcurrency = iota // MaxConcurrentRequests reached
+	shedMemory             // heap above MemoryLimit
+	shedReadTimeout        // the body did not arrive within the server's read timeout
+	numShedReasons
+)
+
+var shedReasonNames = [numShedReasons]string{shedConcurrency: "concurrency", shedMemory: "memory", shedReadTimeout: "read_timeout"}
 
 const (
 	namespace = "anomaly_exporter"
@@ -119,6 +161,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for r := range numReasons {
 		m.rejected[r] = rejected.WithLabelValues(r.String())
+	}
+	shed := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "requests_shed_total",
+		Help: "Remote-write requests answered 503 with Retry-After because the exporter was overloaded, by reason (concurrency: --remote-write.max-concurrent-requests reached; memory: heap above --remote-write.memory-limit; read_timeout: the body did not arrive within --web.read-timeout). Senders retry them.",
+	}, []string{"reason"})
+	for r, name := range shedReasonNames {
+		m.shed[r] = shed.WithLabelValues(name)
+	}
+	rejectedRequests := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "requests_rejected_total",
+		Help: "Remote-write requests answered 400, 405, 413 or 415, by reason; invalid_series is a partial write (the valid series were kept; samples_rejected_total says why the others were not).",
+	}, []string{"reason"})
+	for r := rejectMethod; r < numRejectReasons; r++ {
+		m.rejectedRequests[r] = rejectedRequests.WithLabelValues(rejectReasonNames[r])
 	}
 	return m
 }
