@@ -49,6 +49,7 @@ type flags struct {
 	maxRequestBytes units.Base2Bytes
 	maxConcurrent   int
 	limits          remotewrite.Options
+	protect         limitFlags
 	out             outFlags
 	shutdownTimeout time.Duration
 	log             promslog.Config
@@ -74,14 +75,15 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("32MiB").BytesVar(&f.maxRequestBytes)
 	a.Flag("remote-write.max-concurrent-requests", "Remote-write requests handled at once; beyond it senders get 503 with Retry-After and retry.").
 		Default(fmt.Sprint(max(8, 4*runtime.GOMAXPROCS(0)))).IntVar(&f.maxConcurrent)
-	a.Flag("remote-write.max-series-per-request", "Requests with more series are rejected whole with 400. 0: no limit.").
+	a.Flag("remote-write.max-series-per-request", "Requests with more series are rejected whole with 400. 0: no limit (--remote-write.max-request-bytes bounds them).").
 		Default("0").IntVar(&f.limits.MaxSeriesPerRequest)
 	a.Flag("remote-write.max-labels-per-series", "Series with more labels are rejected (400, the rest of the request is kept). 0: no limit.").
-		Default("0").IntVar(&f.limits.MaxLabelsPerSeries)
+		Default("128").IntVar(&f.limits.MaxLabelsPerSeries)
 	a.Flag("remote-write.max-label-name-length", "Series with a longer label name, in bytes, are rejected (400, the rest is kept). 0: no limit.").
-		Default("0").IntVar(&f.limits.MaxLabelNameLength)
+		Default("1024").IntVar(&f.limits.MaxLabelNameLength)
 	a.Flag("remote-write.max-label-value-length", "Series with a longer label value, in bytes, are rejected (400, the rest is kept). 0: no limit.").
-		Default("0").IntVar(&f.limits.MaxLabelValueLength)
+		Default("4096").IntVar(&f.limits.MaxLabelValueLength)
+	addLimitFlags(a, &f.protect)
 	addOutFlags(a, &f.out)
 	a.Flag("web.shutdown-timeout", "How long in-flight requests may take to finish on SIGTERM.").
 		Default("30s").DurationVar(&f.shutdownTimeout)
@@ -122,6 +124,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	)
 
 	store := detector.NewStore(detector.Options{Rules: matchNothing{}}, reg)
+	store.SetSampleWindow(time.Duration(f.protect.maxSampleAge), time.Duration(f.protect.maxSampleAhead))
 	rl := newReloader(f.configFile, store, reg, logger)
 	if err := rl.reload(); err != nil {
 		return fmt.Errorf("loading configuration: %w", err)
@@ -140,6 +143,7 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	mux := http.NewServeMux()
 	rwOpts := f.limits
 	rwOpts.MaxRequestBytes, rwOpts.MaxConcurrentRequests = int64(f.maxRequestBytes), f.maxConcurrent
+	rwOpts.MemoryLimit = int64(f.protect.memoryLimit)
 	mux.Handle("/api/v1/write", persist.gate(remotewrite.NewHandler(rwOpts, store, reg, logger)))
 	mux.Handle("/scores", scoresHandler(store, logger))
 	mux.Handle(f.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -173,10 +177,10 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	mux.Handle("/", landing)
 
 	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Handler:  mux,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
+	f.protect.apply(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, f.web, logger) }()
 	persist.start(ctx)
@@ -193,6 +197,9 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 	defer signal.Stop(hup)
 	expiry := time.NewTicker(time.Minute)
 	defer expiry.Stop()
+	limitLog := &seriesLimitLogger{store: store, logger: logger}
+	limitTicker := time.NewTicker(seriesLimitLogInterval)
+	defer limitTicker.Stop()
 	for {
 		select {
 		case err := <-errc:
@@ -210,6 +217,8 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 			if n := store.Expire(); n > 0 {
 				logger.Debug("Expired series", "count", n)
 			}
+		case <-limitTicker.C:
+			limitLog.check()
 		case <-ctx.Done():
 			logger.Info("Shutting down; waiting for in-flight requests", "timeout", f.shutdownTimeout)
 			sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	prommodel "github.com/prometheus/common/model"
+
+	"github.com/anomaly-exporter/anomaly_exporter/detector"
+)
+
+// limitFlags are the flags that protect the process from hostile or broken clients: HTTP
+// timeouts, the heap high-water mark of the receiver, and the window of sample timestamps.
+type limitFlags struct {
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	memoryLimit       units.Base2Bytes
+	maxSampleAge      prommodel.Duration
+	maxSampleAhead    prommodel.Duration
+}
+
+func addLimitFlags(a *kingpin.Application, f *limitFlags) {
+	a.Flag("web.read-header-timeout", "How long a client may take to send a request's headers.").
+		Default("10s").DurationVar(&f.readHeaderTimeout)
+	a.Flag("web.read-timeout", "How long a client may take to send a whole request, body included; a slower one is disconnected. 0: no limit.").
+		Default("1m").DurationVar(&f.readTimeout)
+	a.Flag("web.write-timeout", "How long a request may take from the end of its headers to the end of the response (a scrape of /scores, a CPU profile). 0: no limit.").
+		Default("2m").DurationVar(&f.writeTimeout)
+	a.Flag("web.idle-timeout", "How long a kept-alive connection may wait for its next request.").
+		Default("5m").DurationVar(&f.idleTimeout)
+	a.Flag("remote-write.memory-limit", "Heap size (live objects and garbage not yet collected) above which remote-write requests get 503 with Retry-After, so that senders retry instead of the exporter running out of memory. Set it to about 80% of the memory the process may use. 0: no limit.").
+		Default("0").BytesVar(&f.memoryLimit)
+	a.Flag("remote-write.max-sample-age", "Samples older than this, against the wall clock, are skipped and counted (reason too_old): a sender sending seconds instead of milliseconds. Replays after an outage are younger; history goes through --backfill.url. 0: no limit.").
+		Default("30d").SetValue(&f.maxSampleAge)
+	a.Flag("remote-write.max-sample-ahead", "Samples further than this in the future, against the wall clock, are skipped and counted (reason too_far_in_future): one such sample would put every later sample of its series out of order. 0: no limit.").
+		Default("10m").SetValue(&f.maxSampleAhead)
+}
+
+// apply sets the server's timeouts.
+func (f *limitFlags) apply(srv *http.Server) {
+	srv.ReadHeaderTimeout = f.readHeaderTimeout
+	srv.ReadTimeout = f.readTimeout
+	srv.WriteTimeout = f.writeTimeout
+	srv.IdleTimeout = f.idleTimeout
+}
+
+// seriesLimitLogInterval bounds the log lines about the series limit.
+const seriesLimitLogInterval = 10 * time.Second
+
+// seriesLimitLogger logs, at most once per seriesLimitLogInterval, that new series were not
+// tracked because the store's series limit was reached; the metric counts every sample.
+type seriesLimitLogger struct {
+	store  *detector.Store
+	logger *slog.Logger
+	last   uint64
+}
+
+func (l *seriesLimitLogger) check() {
+	n := l.store.SeriesLimitSkips()
+	if n == l.last {
+		return
+	}
+	l.logger.Warn("Series limit reached: samples of new series are not scored (global.max_series in the configuration file)",
+		"samples_skipped", n-l.last, "since", seriesLimitLogInterval, "series", l.store.Len())
+	l.last = n
+}
