@@ -510,3 +510,42 @@ func BenchmarkEncode(b *testing.B) {
 		})
 	}
 }
+
+// TestChurn: after every round, Churn series never sent before are sent once, at the round's
+// sample times, and continuing the generator keeps them new.
+func TestChurn(t *testing.T) {
+	for _, p := range []Protocol{RW1, RW2} {
+		t.Run("RW"+p.String(), func(t *testing.T) {
+			s, srv := newSink(t)
+			o := testOptions(srv.URL, p)
+			o.Churn = 70
+			o.Rounds = 2
+			g, err := New(o)
+			require.NoError(t, err)
+			defer g.Close()
+			r1, err := g.Run(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, int64(2*70), r1.NewSeries)
+			r2, err := g.Run(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, int64(2*70), r2.NewSeries)
+			require.Equal(t, r1.Samples+r2.Samples, r1.Accepted+r2.Accepted)
+
+			require.Len(t, s.series, o.Series+4*70)
+			steady, churned := 0, 0
+			for _, rs := range s.series {
+				switch rs.updates {
+				case 4: // one request per round, 2 runs of 2 rounds
+					steady++
+					require.Len(t, rs.t, 4*o.SamplesPerSeries)
+				case 1:
+					churned++
+					require.Len(t, rs.t, o.SamplesPerSeries)
+				}
+				require.True(t, slices.IsSorted(rs.t))
+			}
+			require.Equal(t, o.Series, steady)
+			require.Equal(t, 4*70, churned)
+		})
+	}
+}

@@ -116,6 +116,10 @@ type Options struct {
 	// Concurrency is the number of workers, each with one request in flight. Each series belongs
 	// to one worker, so its samples arrive in order.
 	Concurrency int
+	// Churn is how many series never sent before are sent after every round, once each, with
+	// SamplesPerSeries samples at the round's sample times: the new pods and containers of a
+	// fleet that keeps rolling out. They come on top of Series, which stay the same. 0: none.
+	Churn int
 	// Rate bounds the samples sent per second over all workers; 0 sends as fast as the receiver
 	// answers.
 	Rate float64
@@ -201,6 +205,9 @@ func (o Options) withDefaults(now time.Time) (Options, error) {
 	}
 	if o.Series < 0 || o.MetricNames < 0 || o.SamplesPerSeries < 0 || o.SeriesPerRequest < 0 || o.Concurrency < 0 {
 		bad("series, metric names, samples per series, series per request and concurrency must be positive")
+	}
+	if o.Churn < 0 {
+		bad("churn %d: cannot be negative", o.Churn)
 	}
 	if o.LabelsPerSeries < MinLabelsPerSeries {
 		bad("%d labels per series: at least %d are needed to keep series unique", o.LabelsPerSeries, MinLabelsPerSeries)

@@ -44,6 +44,8 @@ type Report struct {
 	UserCPU, SystemCPU time.Duration
 	// Rounds is how many rounds every worker completed.
 	Rounds int64
+	// NewSeries counts the series of Options.Churn sent, each for the first time.
+	NewSeries int64
 	// NextStart is the sample time a following run must start at (--time.start) for every
 	// series' timestamps to keep increasing.
 	NextStart time.Time
@@ -99,6 +101,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		ms(r.Latency.P50), ms(r.Latency.P90), ms(r.Latency.P99), ms(r.Latency.Max), ms(r.Latency.Mean))
 	line("loadgen cpu", "%.2fs (user %.2fs, system %.2fs), %.3f CPU-s per million samples",
 		r.CPU().Seconds(), r.UserCPU.Seconds(), r.SystemCPU.Seconds(), r.CPUPerMillion())
+	if r.NewSeries > 0 {
+		line("new series", "%d (churn)", r.NewSeries)
+	}
 	line("rounds", "%d complete; continue with --time.start=%s", r.Rounds, r.NextStart.UTC().Format(time.RFC3339Nano))
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -160,6 +165,7 @@ type jsonReport struct {
 	CPUSeconds           float64          `json:"cpu_seconds"`
 	CPUPerMillionSamples float64          `json:"cpu_seconds_per_million_samples"`
 	Rounds               int64            `json:"rounds"`
+	NewSeries            int64            `json:"new_series"`
 	NextStart            string           `json:"next_start"`
 	NextStartUnix        float64          `json:"next_start_unix"`
 }
@@ -180,7 +186,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		LatencyP50: r.Latency.P50.Seconds(), LatencyP90: r.Latency.P90.Seconds(), LatencyP99: r.Latency.P99.Seconds(),
 		LatencyMax: r.Latency.Max.Seconds(), LatencyMean: r.Latency.Mean.Seconds(),
 		UserCPU: r.UserCPU.Seconds(), SystemCPU: r.SystemCPU.Seconds(), CPUSeconds: r.CPU().Seconds(),
-		CPUPerMillionSamples: r.CPUPerMillion(), Rounds: r.Rounds,
+		CPUPerMillionSamples: r.CPUPerMillion(), Rounds: r.Rounds, NewSeries: r.NewSeries,
 		NextStart: r.NextStart.UTC().Format(time.RFC3339Nano), NextStartUnix: float64(r.NextStart.UnixMilli()) / 1000,
 	})
 }

@@ -39,11 +39,16 @@ type worker struct {
 	hdr    http.Header
 	bodies sync.WaitGroup // request bodies the transport still holds
 	st     workerStats
+	// The worker's share of Options.Churn: churn series after every round, at offset churnOff
+	// of each round's block of new series; built with churnB.
+	churn, churnOff int
+	churnB          *chunkBuilder
 }
 
 // workerStats are one worker's counts during one run.
 type workerStats struct {
 	requests, samples, accepted, bytes, rawBytes, errors int64
+	newSeries                                            int64
 	status                                               map[int]int64
 	firstErr                                             string
 	lat                                                  latencies
@@ -81,6 +86,9 @@ func New(o Options) (*Generator, error) {
 		for c := lo; c < hi; c += o.SeriesPerRequest {
 			wk.chunks = append(wk.chunks, b.build(&o, c, min(c+o.SeriesPerRequest, hi)))
 		}
+		wk.churnOff = w * o.Churn / o.Concurrency
+		wk.churn = (w+1)*o.Churn/o.Concurrency - wk.churnOff
+		wk.churnB = b
 		if len(wk.chunks) > 0 {
 			g.workers = append(g.workers, wk)
 		}
@@ -151,6 +159,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		r.Bytes += s.bytes
 		r.RawBytes += s.rawBytes
 		r.Errors += s.errors
+		r.NewSeries += s.newSeries
 		for c, n := range s.status {
 			r.Status[c] += n
 		}
@@ -194,11 +203,38 @@ func (w *worker) run(issue, ctx context.Context, claimed *atomic.Int64, pace *pa
 		w.st.rawBytes += int64(len(raw))
 		w.next++
 		if w.next == len(w.chunks) {
+			if !w.sendChurn(issue, ctx, first, pace) {
+				return
+			}
 			w.next = 0
 			w.round++
 			w.st.rounds++
 		}
 	}
+}
+
+// sendChurn sends the worker's share of the round's new series, at the round's sample times
+// from first on. Series index Series+round×Churn+i is new in every round and every run of the
+// generator, and its labels differ from every other series' (labelSet). It returns false when
+// issue ended first.
+func (w *worker) sendChurn(issue, ctx context.Context, first int64, pace *pacer) bool {
+	o := &w.g.opts
+	base := o.Series + int(w.round)*o.Churn + w.churnOff
+	for lo := base; lo < base+w.churn; lo += o.SeriesPerRequest {
+		if issue.Err() != nil {
+			return false
+		}
+		c := w.churnB.build(o, lo, min(lo+o.SeriesPerRequest, base+w.churn))
+		raw, n := w.enc.encode(&c, first, w.g.stepMs)
+		body := w.enc.compress(raw)
+		if pace != nil && !pace.wait(issue, n) {
+			return false
+		}
+		w.send(ctx, body, n)
+		w.st.rawBytes += int64(len(raw))
+		w.st.newSeries += int64(len(c.series))
+	}
+	return true
 }
 
 // send posts one request and records its outcome.
