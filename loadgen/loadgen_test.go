@@ -549,3 +549,40 @@ func TestChurn(t *testing.T) {
 		})
 	}
 }
+
+// TestHostile sends the hostile requests to a receiver that answers each as owed, and to one that
+// accepts everything: the report counts what was sent and what was not answered as owed.
+func TestHostile(t *testing.T) {
+	set := HostileRequests(time.Now(), 0)
+	want := map[string]int{}
+	for _, h := range set {
+		want[HostileUserAgent+" ("+h.Name+")"] = h.WantCode
+	}
+	for _, honest := range []bool{true, false} {
+		t.Run(map[bool]string{true: "honest", false: "accepts all"}[honest], func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				code := http.StatusNoContent
+				if c, ok := want[r.UserAgent()]; ok && honest {
+					code = c
+				}
+				w.WriteHeader(code)
+			}))
+			defer srv.Close()
+			o := testOptions(srv.URL, RW1)
+			o.Rounds = 0
+			o.Rate = 1000
+			o.Duration = time.Duration(len(set)+2) * 20 * time.Millisecond
+			o.HostileInterval = 20 * time.Millisecond
+			r, err := Run(context.Background(), o)
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, r.HostileSent, int64(len(set)-2), "all but the last ones sent")
+			if honest {
+				require.Zero(t, r.HostileUnexpected, r.FirstUnexpected)
+			} else {
+				require.Positive(t, r.HostileUnexpected)
+				require.Contains(t, r.FirstUnexpected, "corrupt snappy: got 204")
+			}
+		})
+	}
+}

@@ -120,6 +120,9 @@ type Options struct {
 	// SamplesPerSeries samples at the round's sample times: the new pods and containers of a
 	// fleet that keeps rolling out. They come on top of Series, which stay the same. 0: none.
 	Churn int
+	// HostileInterval, when set, sends one request of HostileRequests every interval besides the
+	// load, in turn, and counts the answers that are not the ones owed. 0: none.
+	HostileInterval time.Duration
 	// Rate bounds the samples sent per second over all workers; 0 sends as fast as the receiver
 	// answers.
 	Rate float64
@@ -206,8 +209,8 @@ func (o Options) withDefaults(now time.Time) (Options, error) {
 	if o.Series < 0 || o.MetricNames < 0 || o.SamplesPerSeries < 0 || o.SeriesPerRequest < 0 || o.Concurrency < 0 {
 		bad("series, metric names, samples per series, series per request and concurrency must be positive")
 	}
-	if o.Churn < 0 {
-		bad("churn %d: cannot be negative", o.Churn)
+	if o.Churn < 0 || o.HostileInterval < 0 {
+		bad("churn and hostile interval cannot be negative")
 	}
 	if o.LabelsPerSeries < MinLabelsPerSeries {
 		bad("%d labels per series: at least %d are needed to keep series unique", o.LabelsPerSeries, MinLabelsPerSeries)

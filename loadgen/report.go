@@ -46,6 +46,10 @@ type Report struct {
 	Rounds int64
 	// NewSeries counts the series of Options.Churn sent, each for the first time.
 	NewSeries int64
+	// HostileSent counts the hostile requests sent (Options.HostileInterval); HostileUnexpected
+	// those not answered as owed, the first of them described in FirstUnexpected.
+	HostileSent, HostileUnexpected int64
+	FirstUnexpected                string
 	// NextStart is the sample time a following run must start at (--time.start) for every
 	// series' timestamps to keep increasing.
 	NextStart time.Time
@@ -103,6 +107,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.CPU().Seconds(), r.UserCPU.Seconds(), r.SystemCPU.Seconds(), r.CPUPerMillion())
 	if r.NewSeries > 0 {
 		line("new series", "%d (churn)", r.NewSeries)
+	}
+	if r.HostileSent > 0 {
+		line("hostile requests", "%d, %d not answered as owed %s", r.HostileSent, r.HostileUnexpected, r.FirstUnexpected)
 	}
 	line("rounds", "%d complete; continue with --time.start=%s", r.Rounds, r.NextStart.UTC().Format(time.RFC3339Nano))
 	_, err := io.WriteString(w, b.String())
@@ -166,6 +173,9 @@ type jsonReport struct {
 	CPUPerMillionSamples float64          `json:"cpu_seconds_per_million_samples"`
 	Rounds               int64            `json:"rounds"`
 	NewSeries            int64            `json:"new_series"`
+	HostileSent          int64            `json:"hostile_requests"`
+	HostileUnexpected    int64            `json:"hostile_unexpected"`
+	FirstUnexpected      string           `json:"first_unexpected,omitempty"`
 	NextStart            string           `json:"next_start"`
 	NextStartUnix        float64          `json:"next_start_unix"`
 }
@@ -187,6 +197,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		LatencyMax: r.Latency.Max.Seconds(), LatencyMean: r.Latency.Mean.Seconds(),
 		UserCPU: r.UserCPU.Seconds(), SystemCPU: r.SystemCPU.Seconds(), CPUSeconds: r.CPU().Seconds(),
 		CPUPerMillionSamples: r.CPUPerMillion(), Rounds: r.Rounds, NewSeries: r.NewSeries,
+		HostileSent: r.HostileSent, HostileUnexpected: r.HostileUnexpected, FirstUnexpected: r.FirstUnexpected,
 		NextStart: r.NextStart.UTC().Format(time.RFC3339Nano), NextStartUnix: float64(r.NextStart.UnixMilli()) / 1000,
 	})
 }

@@ -140,7 +140,16 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		w.st = workerStats{status: map[int]int64{}}
 		wg.Go(func() { w.run(issue, ctx, &claimed, pace) })
 	}
+	// The hostile requests go on while the workers do.
+	var hostile hostileStats
+	hctx, stopHostile := context.WithCancel(issue)
+	var hwg sync.WaitGroup
+	if o.HostileInterval > 0 {
+		hwg.Go(func() { g.runHostile(hctx, &hostile) })
+	}
 	wg.Wait()
+	stopHostile()
+	hwg.Wait()
 	elapsed := time.Since(began)
 	user1, sys1 := cpuTime()
 
@@ -177,6 +186,10 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 		begun = max(begun, b)
 	}
 	r.Latency = lat.summary()
+	r.HostileSent, r.HostileUnexpected = hostile.sent.Load(), hostile.unexpected.Load()
+	if m := hostile.firstUnexpected.Load(); m != nil {
+		r.FirstUnexpected = *m
+	}
 	r.NextStart = time.UnixMilli(g.startMs + begun*int64(o.SamplesPerSeries)*g.stepMs).UTC()
 	return r, ctx.Err()
 }

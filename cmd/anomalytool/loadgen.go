@@ -43,6 +43,8 @@ func (c *loadgenCmd) register(app *kingpin.Application) {
 		Default(fmt.Sprint(d.Concurrency)).IntVar(&o.Concurrency)
 	cmd.Flag("churn", "New series per round: after every round, this many series never sent before are sent once, on top of --series (pods and containers coming and going).").
 		Default("0").IntVar(&o.Churn)
+	cmd.Flag("hostile-interval", "Besides the load, send one broken or hostile request (corrupt snappy, garbage protobuf, a 10k-label series, a 1 MB label value, NaN, timestamps far off, a slowloris connection, ...) every interval, in turn, and report those not answered as owed. 0: none.").
+		Default("0").DurationVar(&o.HostileInterval)
 	cmd.Flag("rate", "Target samples per second over all workers; 0 sends as fast as the receiver answers.").Default("0").Float64Var(&o.Rate)
 	cmd.Flag("duration", "Stop sending after this long (requests in flight finish); 0 for no time bound.").Default("30s").DurationVar(&o.Duration)
 	cmd.Flag("requests", "Stop after this many requests in total; 0 for no bound.").Default("0").Int64Var(&o.Requests)
