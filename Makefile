@@ -6,13 +6,14 @@ TOOLS_MOD := $(CURDIR)/tools/go.mod
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 FUZZTIME  ?= 30s
+SOAK_DURATION ?= 30m
 VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=main
 
-.PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest clean
+.PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest soak clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -106,6 +107,10 @@ eval: build ## Score the detector on the NAB subset in ../shared/nab (when prese
 loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE.
 	SERIES=$(SERIES) DURATION=$(DURATION) PROTOCOL=$(PROTOCOL) CONCURRENCY=$(CONCURRENCY) TARGET=$(TARGET) RATE=$(RATE) GO=$(GO) \
 	  ./scripts/loadtest.sh
+
+soak: ## Soak test on 127.0.0.1: SOAK_DURATION of steady series, churn and hostile requests; prints RSS and goroutines over time.
+	SOAK_DURATION=$(SOAK_DURATION) SERIES=$(SERIES) CHURN=$(CHURN) HOSTILE_INTERVAL=$(HOSTILE_INTERVAL) SAMPLE_EVERY=$(SAMPLE_EVERY) \
+	  WARMUP=$(WARMUP) GO=$(GO) ./scripts/soak.sh
 
 clean: ## Remove build outputs.
 	rm -rf anomaly_exporter anomalytool $(BIN) bench.txt
