@@ -35,6 +35,8 @@ type Reader struct {
 	vcol   int
 	// started is true once the first record has been looked at for a header.
 	started bool
+	// headerErr is why the header could not be used; every Read after it returns it again.
+	headerErr error
 }
 
 // NewReader reads the "value" column. A header row is optional: without one, the first column is
@@ -53,6 +55,9 @@ func NewColumnReader(r io.Reader, column string) *Reader {
 
 // Read returns the next row, or io.EOF after the last one. Errors name the input line.
 func (r *Reader) Read() (Row, error) {
+	if r.headerErr != nil {
+		return Row{}, r.headerErr
+	}
 	rec, line, err := r.next()
 	if err != nil {
 		return Row{}, err
@@ -62,6 +67,9 @@ func (r *Reader) Read() (Row, error) {
 		if rec, line, err = r.header(rec, line); err != nil {
 			return Row{}, err
 		}
+	}
+	if len(rec) <= max(r.tcol, r.vcol) {
+		return Row{}, fmt.Errorf("line %d: want at least %d columns", line, max(r.tcol, r.vcol)+1)
 	}
 	ts, vs := strings.TrimSpace(rec[r.tcol]), strings.TrimSpace(rec[r.vcol])
 	t, err := ParseTimestamp(ts)
@@ -94,11 +102,13 @@ func (r *Reader) next() ([]string, int, error) {
 // default columns and returns the record to be read as data.
 func (r *Reader) header(rec []string, line int) ([]string, int, error) {
 	if len(rec) < 2 {
-		return nil, 0, fmt.Errorf("line %d: want at least two columns, timestamp and %s", line, r.column)
+		r.headerErr = fmt.Errorf("line %d: want at least two columns, timestamp and %s", line, r.column)
+		return nil, 0, r.headerErr
 	}
 	if _, err := ParseTimestamp(strings.TrimSpace(rec[0])); err == nil {
 		if r.column != "value" {
-			return nil, 0, fmt.Errorf("line %d: no header row to find column %q in", line, r.column)
+			r.headerErr = fmt.Errorf("line %d: no header row to find column %q in", line, r.column)
+			return nil, 0, r.headerErr
 		}
 		return rec, line, nil
 	}
@@ -116,7 +126,8 @@ func (r *Reader) header(rec []string, line int) ([]string, int, error) {
 	}
 	if r.vcol < 0 {
 		if r.column != "value" || len(rec) != 2 {
-			return nil, 0, fmt.Errorf("line %d: header %q has no column %q", line, strings.Join(rec, ","), r.column)
+			r.headerErr = fmt.Errorf("line %d: header %q has no column %q", line, strings.Join(rec, ","), r.column)
+			return nil, 0, r.headerErr
 		}
 		r.vcol = 1 - r.tcol
 	}
