@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -41,12 +46,52 @@ func addLimitFlags(a *kingpin.Application, f *limitFlags) {
 		Default("10m").SetValue(&f.maxSampleAhead)
 }
 
-// apply sets the server's timeouts.
+// apply sets the server's timeouts, and bounds the log lines its clients can cause.
 func (f *limitFlags) apply(srv *http.Server) {
 	srv.ReadHeaderTimeout = f.readHeaderTimeout
 	srv.ReadTimeout = f.readTimeout
 	srv.WriteTimeout = f.writeTimeout
 	srv.IdleTimeout = f.idleTimeout
+	if srv.ErrorLog != nil {
+		srv.ErrorLog = log.New(&clientErrorFilter{w: srv.ErrorLog.Writer(), every: clientErrorLogInterval}, "", 0)
+	}
+}
+
+// clientErrorLogInterval bounds the server's log lines about clients' TLS handshakes.
+const clientErrorLogInterval = 10 * time.Second
+
+// clientErrorFilter passes the http.Server's error log on, except that lines about a client's
+// failed TLS handshake (plain HTTP sent to the TLS port, an untrusted certificate, a port scan),
+// which any client can cause at will, are passed at most once per interval, with the count of
+// those left out.
+type clientErrorFilter struct {
+	w      io.Writer
+	every  time.Duration
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+func (f *clientErrorFilter) Write(p []byte) (int, error) {
+	if !bytes.Contains(p, []byte("TLS handshake error")) {
+		return f.w.Write(p)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	if !f.last.IsZero() && now.Sub(f.last) < f.every {
+		f.missed++
+		return len(p), nil
+	}
+	f.last = now
+	if f.missed > 0 {
+		p = append(bytes.TrimRight(p, "\n"), fmt.Sprintf(" (and %d more TLS handshake errors in the last %s)\n", f.missed, f.every)...)
+		f.missed = 0
+	}
+	if _, err := f.w.Write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // seriesLimitLogInterval bounds the log lines about the series limit.
