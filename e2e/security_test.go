@@ -118,7 +118,7 @@ func TestServerTLSAndBasicAuth(t *testing.T) {
 		{http.MethodPost, "/api/v1/write", writeBody(t, "secure_gauge"), http.StatusNoContent},
 		{http.MethodGet, "/scores", nil, http.StatusOK},
 		{http.MethodGet, "/metrics", nil, http.StatusOK},
-		{http.MethodPost, "/-/reload", nil, http.StatusForbidden}, // --web.enable-lifecycle is off
+		{http.MethodPost, "/-/reload", nil, http.StatusForbidden},   // --web.enable-lifecycle is off
 		{http.MethodGet, "/debug/pprof/", nil, http.StatusNotFound}, // --web.enable-pprof is off
 	}
 	for _, e := range endpoints {
