@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -43,6 +44,7 @@ type flags struct {
 	web             *web.FlagConfig
 	telemetryPath   string
 	enableLifecycle bool
+	enablePprof     bool
 	configFile      string
 	storagePath     string
 	persist         persistenceFlags
@@ -66,6 +68,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		Default("/metrics").StringVar(&f.telemetryPath)
 	a.Flag("web.enable-lifecycle", "Enable reload via HTTP request (POST /-/reload).").
 		Default("false").BoolVar(&f.enableLifecycle)
+	a.Flag("web.enable-pprof", "Serve Go's runtime profiles (CPU, heap, goroutines) under /debug/pprof/. Off by default: they reveal internals and a CPU profile costs while it runs.").
+		Default("false").BoolVar(&f.enablePprof)
 	a.Flag("config.file", "Configuration file (YAML) selecting the series to score and how. Empty: the embedded default, which scores every series.").
 		Default("").StringVar(&f.configFile)
 	a.Flag("storage.path", "Directory for the detector's state: the checkpoint of every series' baseline, restored at start.").
@@ -160,11 +164,18 @@ func serve(ctx context.Context, f *flags, logger *slog.Logger) (err error) {
 		fmt.Fprintln(w, "Ready.")
 	})
 	mux.Handle("/-/reload", rl.handler(f.enableLifecycle))
+	if f.enablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "Anomaly Exporter",
 		Description: "Seasonal baselines and anomaly scores for every series received over Prometheus remote write",
 		Version:     version.Info(),
-		Profiling:   "false",
+		Profiling:   fmt.Sprint(f.enablePprof),
 		Links: []web.LandingLinks{
 			{Address: "/scores", Text: "Scores", Description: "Anomaly scores, expected values and normal bands (scrape with honor_labels: true)"},
 			{Address: f.telemetryPath, Text: "Metrics", Description: "The exporter's own metrics"},
