@@ -150,3 +150,40 @@ func TestServerTLSAndBasicAuth(t *testing.T) {
 	require.Equal(t, 1, strings.Count(body, "\nanomaly_score{"), body)
 	require.Contains(t, body, `anomaly_metric="secure_gauge"`)
 }
+
+// TestServerPprofFlag: Go's profiles are served only with --web.enable-pprof, and then behind
+// the same basic auth as every other endpoint.
+func TestServerPprofFlag(t *testing.T) {
+	requireE2E(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	web := filepath.Join(t.TempDir(), "web.yml")
+	require.NoError(t, os.WriteFile(web, []byte("basic_auth_users:\n  prom: "+string(hash)+"\n"), 0o600))
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, enabled := range []bool{false, true} {
+		args := []string{"--web.config.file=" + web}
+		if enabled {
+			args = append(args, "--web.enable-pprof")
+		}
+		addr, _ := startExporterNoWait(t, args...)
+		base := "http://" + addr
+		eventually(t, 20*time.Second, "exporter up", func() error {
+			resp, err := c.Get(base + "/-/healthy")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+			code, _ := call(t, c, http.MethodGet, base+path, nil, "", "")
+			require.Equal(t, http.StatusUnauthorized, code, "%s without credentials", path)
+			code, body := call(t, c, http.MethodGet, base+path, nil, "prom", "s3cret")
+			if !enabled {
+				require.Equal(t, http.StatusNotFound, code, "%s without --web.enable-pprof", path)
+				continue
+			}
+			require.Equal(t, http.StatusOK, code, "%s with --web.enable-pprof", path)
+			require.NotEmpty(t, body)
+		}
+	}
+}
