@@ -26,9 +26,9 @@ import (
 	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
 
-// checkpointSeries sets the size of TestCheckpointScale, which measures writing and reading a
-// checkpoint: go test ./detector -run TestCheckpointScale -checkpoint.series 1000000 -v
-var checkpointSeries = flag.Int("checkpoint.series", 0, "series in TestCheckpointScale (0: skip it)")
+// checkpointSeries sets the size of BenchmarkCheckpoint, which measures writing and reading a
+// checkpoint: go test ./detector -run '^$' -bench Checkpoint -benchtime 1x -checkpoint.series 1000000
+var checkpointSeries = flag.Int("checkpoint.series", 100_000, "series in BenchmarkCheckpoint")
 
 // checkpointFixture is a store with gauges, counters, a stale series, odd label names and a
 // series still learning, each fed some hours of samples.
@@ -409,41 +409,49 @@ func TestModelLayout(t *testing.T) {
 	require.NotZero(t, ModelLayout())
 }
 
-// TestCheckpointScale writes and reads back a checkpoint of -checkpoint.series series with the
-// eight labels of a typical Kubernetes series, to a file, and reports the times and the size per
-// series.
-func TestCheckpointScale(t *testing.T) {
+// BenchmarkCheckpoint writes and reads back, through a file, a checkpoint of
+// -checkpoint.series series (default 100k; the figure is 1M) with the eight labels of a
+// typical Kubernetes series, and reports seconds per write and read and bytes per series:
+//
+//	go test ./detector -run '^$' -bench Checkpoint -benchtime 1x -checkpoint.series 1000000
+func BenchmarkCheckpoint(b *testing.B) {
 	n := *checkpointSeries
-	if n == 0 {
-		t.Skip("set -checkpoint.series N to run")
-	}
 	opts := testOptions()
 	opts.MaxSeries = 0
-	s := newTestStore(t, opts)
-	start := time.Now()
-	for _, b := range benchBatches(n) {
-		require.NoError(t, s.Append(b))
-	}
-	for _, bs := range [][]*batch.Batch{benchBatches(n)} {
-		for range 3 {
-			advance(bs)
-			for _, b := range bs {
-				require.NoError(t, s.Append(b))
+	s := NewStore(opts, nil)
+	bs := benchBatches(n)
+	for range 4 {
+		for _, x := range bs {
+			if err := s.Append(x); err != nil {
+				b.Fatal(err)
 			}
 		}
+		advance(bs)
 	}
-	require.Equal(t, n, s.Len())
-	t.Logf("filled %d series in %s", n, time.Since(start).Round(time.Millisecond))
-
-	path := filepath.Join(t.TempDir(), "checkpoint")
-	w, err := WriteCheckpointFile(s.Store, path)
-	require.NoError(t, err)
-	dst := newTestStore(t, opts)
-	r, err := LoadCheckpointFile(dst.Store, path)
-	require.NoError(t, err)
-	require.Equal(t, n, r.Series)
-	t.Logf("%d series: write+fsync %s, read %s, %d bytes, %.0f bytes/series (model %d)",
-		n, w.Duration.Round(time.Millisecond), r.Duration.Round(time.Millisecond), w.Bytes, float64(w.Bytes)/float64(n), modelSize)
+	if s.Len() != n {
+		b.Fatalf("%d series, want %d", s.Len(), n)
+	}
+	path := filepath.Join(b.TempDir(), "checkpoint")
+	var write, read time.Duration
+	var bytes int64
+	rounds := 0
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := WriteCheckpointFile(s, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := NewStore(opts, nil)
+		r, err := LoadCheckpointFile(dst, path)
+		if err != nil || r.Series != n {
+			b.Fatalf("read %d series of %d: %v", r.Series, n, err)
+		}
+		write, read, bytes = write+w.Duration, read+r.Duration, w.Bytes
+		rounds++
+	}
+	b.ReportMetric(write.Seconds()/float64(rounds), "write-s")
+	b.ReportMetric(read.Seconds()/float64(rounds), "read-s")
+	b.ReportMetric(float64(bytes)/float64(n), "bytes/series")
 }
 
 func FuzzLoadCheckpoint(f *testing.F) {
