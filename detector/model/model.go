@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"unsafe"
 )
 
 // Result is the verdict on one sample, computed from the baseline as it was before the sample.
@@ -128,7 +129,12 @@ const (
 	peakWeight  = 0.5
 	peakVisits  = 5
 	peakJitter  = 15 * 60_000
-	peakPerUnit = 256 // peaks are stored in 1/256 sigma
+	peakPerUnit = 256 // peakNow is stored in 1/256 sigma
+	// peakLog is the scale of the stored peaks: a peak z (in sigmas) is kept in a byte as
+	// round(peakLog * log2(1+z)), which covers 0 to 250 sigmas in steps of 2% or less of the
+	// peak (a fortieth of a sigma below one sigma), finer than anything the band it sets could
+	// tell apart.
+	peakLog = 32
 
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
@@ -173,6 +179,22 @@ const (
 	flatLongestFactor = 1.5
 )
 
+// peakFade is how much of an hour's peak is left after a visit that did not reach it.
+var peakFade = math.Exp(-1.0 / peakVisits)
+
+// peakSigmas decodes a stored peak (see peakLog) into sigmas.
+var peakSigmas = func() (z [256]float64) {
+	for i := range z {
+		z[i] = math.Exp2(float64(i)/peakLog) - 1
+	}
+	return z
+}()
+
+// encodePeak is the stored form of a peak of z sigmas, z >= 0.
+func encodePeak(z float64) uint8 {
+	return uint8(min(math.Round(peakLog*math.Log2(1+z)), math.MaxUint8))
+}
+
 // tailUp and tailDown are the steps of the tail quantile.
 var tailUp, tailDown = math.Exp(tailStep * (1 - tailRate)), math.Exp(-tailStep * tailRate)
 
@@ -206,21 +228,18 @@ var visitLogKeep = func() (l [profileVisits + 1]float64) {
 // relative to how far the series moves rather than to its magnitude.
 type Model struct {
 	firstT, lastT int64
+	base          float64
+	lastV         float64
+	// offset is each candidate's recent departure from its profile: a deviation of the order of
+	// the spread, which float32 keeps as finely as the profiles.
+	offset [numCandidates]float32
 	// runStart is when each candidate's current out-of-band run began; flatStart when the
-	// current flatline first scored above 1 (both sample time, ms).
-	runStart  [numCandidates]int64
-	flatStart int64
-	base      float64
-	lastV     float64
-	// offset is each candidate's recent departure from its profile.
-	offset [numCandidates]float64
+	// current flatline first scored above 1 (both in seconds since firstT, see sec).
+	runStart  [numCandidates]int32
+	flatStart int32
 
-	none   float32        // profile of candNone: the slow level
-	weekly [2]float32     // profile of candWeekly: weekday, weekend level
-	daily  [24]float32    // profile of candDaily by hour of day (UTC)
-	dw     [2][24]float32 // profile of candDailyWeekly: weekday, weekend by hour
-	// spread is the mean absolute residual of the active candidate by hour of day.
-	spread [24]float32
+	none   float32    // profile of candNone: the slow level
+	weekly [2]float32 // profile of candWeekly: weekday, weekend level
 	// mad is each candidate's mean absolute one-step residual: its spread.
 	mad [numCandidates]float32
 	// msr is each candidate's mean squared one-step residual, clipped: the measure by which
@@ -233,11 +252,7 @@ type Model struct {
 	// absolute residuals and their mean excess above it, in sigmas, learned only from
 	// residuals that do not continue an out-of-band run; 0 until learned.
 	tailQ, tailB float32
-	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
-	// absolute residuals, in 1/peakPerUnit sigma; peakNow is the largest of the hour of lastT
-	// so far, folded into peak when that hour ends.
-	peak    [24]uint16
-	peakNow uint16
+	peakNow      uint16 // see peak
 
 	n       uint16 // samples seen, saturating
 	pFlat   uint16 // rate of flat steps, in units of 1/65535
@@ -249,6 +264,37 @@ type Model struct {
 	// flatLongest is the longest run of flat steps lately seen to end (saturating), fading by a
 	// quarter at each midnight.
 	flatLongest uint8
+
+	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
+	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
+	// lastT so far, in 1/peakPerUnit sigma, folded into peak when that hour ends.
+	peak [24]uint8
+	// hours are the seasonal buckets by hour of day (UTC), each hour's together: a sample
+	// reads and learns two neighbouring hours, which then share one or two cache lines.
+	hours [24]hourBucket
+}
+
+// What Observe(t, ...) reads of a Model: its first HeadSize bytes, and the BucketSize bytes at
+// each of the offsets BucketOffsets(t) returns. A caller that scores many series in turn can
+// prefetch exactly that for the next ones while it scores one: the loads of models far apart in
+// memory then overlap with the work, instead of stalling each Observe in turn.
+const (
+	HeadSize   = unsafe.Offsetof(Model{}.hours)
+	BucketSize = unsafe.Sizeof(hourBucket{})
+)
+
+// BucketOffsets returns the offsets in a Model of the two hour buckets Observe(t, ...) reads.
+func BucketOffsets(t int64) (a, b uintptr) {
+	h0, _ := hourBuckets(t)
+	h := mod(h0, 24)
+	return HeadSize + uintptr(h)*BucketSize, HeadSize + uintptr(mod(h+1, 24))*BucketSize
+}
+
+// hourBucket is what a Model learns for one hour of the day.
+type hourBucket struct {
+	daily  float32    // profile of candDaily
+	dw     [2]float32 // profile of candDailyWeekly: weekday, weekend
+	spread float32    // mean absolute residual of the active candidate
 }
 
 // Observe scores v at t against the baseline as it was before v, then learns v. t is in
@@ -272,12 +318,12 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 
 	// Predictions of every candidate, from the state before v.
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
-	spreadNow := c.interp(m.spread[c.hd[0]], m.spread[c.hd[1]])
+	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
 	m.foldPeak(t)
 	tailZ := max(m.tailSigmas(), peakBand*m.peakAt(t))
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
-		exp[k] = m.base + prof[k] + m.offset[k]
+		exp[k] = m.base + prof[k] + float64(m.offset[k])
 		res[k] = v - exp[k]
 		if math.IsNaN(res[k]) || math.IsInf(res[k], 0) {
 			// Values so far apart that their difference overflows: start over from here rather
@@ -311,10 +357,10 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	flat := m.flatScore()
 	if flat > 1 {
 		if m.flatOver == 0 {
-			m.flatStart = t
+			m.flatStart = m.sec(t)
 		}
 		switch {
-		case m.flatOver >= relevelRun && t-m.flatStart >= relevelMinDuration:
+		case m.flatOver >= relevelRun && int64(m.sec(t))-int64(m.flatStart) >= relevelMinDuration/1000:
 			flat = 0
 		case m.flatOver < relevelRun:
 			m.flatOver++
@@ -327,15 +373,31 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	r := m.result(t, v, expected, sigma[a], flat, s)
 
 	// Learn v in every candidate.
-	aOff := [2]float64{
-		-math.Expm1(-dtEff / tauOffsetNone),
-		-math.Expm1(-dtEff / tauOffsetSeasonal),
+	w := smoothingWeights(dtEff)
+	aOff := [2]float64{w[0], w[1]}
+	aSpread := max(w[2], 1/float64(m.n))
+	aFlat := w[3]
+	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.
+	var aDaily, aDW [2]float64
+	for i := range c.hd {
+		frac := c.w[i] * dtEff / float64(hourMs)
+		jd, jw := visitIndex(c.visitsDaily[i]), visitIndex(c.visitsDW[i])
+		aDaily[i] = learnWeight(frac, jd)
+		aDW[i] = aDaily[i]
+		if jw != jd {
+			aDW[i] = learnWeight(frac, jw)
+		}
 	}
-	aSpread := max(-math.Expm1(-dtEff/tauSpread), 1/float64(m.n))
+	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
+	aNone := learnWeight(dtEff/float64(dayMs), jn)
+	aWeekly := aNone
+	if jwk != jn {
+		aWeekly = learnWeight(dtEff/float64(dayMs), jwk)
+	}
 	warm := m.n >= warmupSamples
 	for k := range numCandidates {
 		if k == a && m.snaps(res[k], band[k]) {
-			m.offset[k] -= float64(m.jump)
+			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
 		}
@@ -352,20 +414,20 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		// takes up at t is taken from the offset, so that learning the profile never moves the
 		// prediction at t by itself, and over days the profile takes up a lasting level and the
 		// offset returns to 0.
-		e := m.offset[k] + psi
+		e := float64(m.offset[k]) + psi
 		switch k {
 		case candNone:
-			m.none = learn(m.none, e, dtEff/float64(dayMs), c.visitsNone)
+			m.none = learn(m.none, e, aNone)
 		case candWeekly:
-			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, dtEff/float64(dayMs), c.visitsWeekly)
+			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, aWeekly)
 		case candDaily:
 			for i, hd := range c.hd {
-				m.daily[hd] = learn(m.daily[hd], e, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
+				m.hours[hd].daily = learn(m.hours[hd].daily, e, aDaily[i])
 			}
 		case candDailyWeekly:
 			for i, hd := range c.hd {
-				p := &m.dw[c.ty[i]][hd]
-				*p = learn(*p, e, c.w[i]*dtEff/float64(hourMs), c.visitsDW[i])
+				p := &m.hours[hd].dw[c.ty[i]]
+				*p = learn(*p, e, aDW[i])
 			}
 		}
 		ao := aOff[1]
@@ -375,7 +437,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		if fresh {
 			m.offset[k] = 0
 		} else {
-			m.offset[k] += ao*psi - (m.profile(k, &c) - prof[k])
+			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (m.profile(k, &c) - prof[k]))
 		}
 
 		absRes := math.Abs(res[k])
@@ -395,7 +457,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 				}
 			}
 			for i, hd := range c.hd {
-				m.spread[hd] = learn(m.spread[hd], absRes-spreadNow, c.w[i]*dtEff/float64(hourMs), c.visitsDaily[i])
+				m.hours[hd].spread = learn(m.hours[hd].spread, absRes-spreadNow, aDaily[i])
 			}
 		}
 
@@ -409,14 +471,14 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			}
 		default:
 			m.run[k] = sign(res[k])
-			m.runStart[k] = t
+			m.runStart[k] = m.sec(t)
 		}
-		if abs8(m.run[k]) >= relevelRun && t-m.runStart[k] >= relevelMinDuration {
+		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k]) >= relevelMinDuration/1000 {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
-				m.jump = f32(off - m.offset[k])
+				m.jump = f32(off - float64(m.offset[k]))
 			}
-			m.offset[k] = off
+			m.offset[k] = f32(off)
 			m.run[k] = 0
 		}
 	}
@@ -425,7 +487,6 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	if m.flatRun > 0 {
 		isFlat = math.MaxUint16
 	}
-	aFlat := -math.Expm1(-dtEff / tauFlat)
 	m.pFlat = uint16(math.Round(float64(m.pFlat) + aFlat*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
@@ -461,11 +522,11 @@ func (m *Model) foldPeak(t int64) {
 		return
 	}
 	p := &m.peak[mod(hl, 24)]
-	pk := float64(*p) * math.Exp(-1.0/peakVisits)
-	if now := float64(m.peakNow); now > pk {
+	pk := peakSigmas[*p] * peakFade
+	if now := float64(m.peakNow) / peakPerUnit; now > pk {
 		pk += peakWeight * (now - pk)
 	}
-	*p = uint16(min(math.Round(pk), math.MaxUint16))
+	*p = encodePeak(pk)
 	m.peakNow = 0
 }
 
@@ -473,7 +534,7 @@ func (m *Model) foldPeak(t int64) {
 func (m *Model) peakAt(t int64) float64 {
 	a := m.peak[mod(floorDiv(t-peakJitter, hourMs), 24)]
 	b := m.peak[mod(floorDiv(t+peakJitter, hourMs), 24)]
-	return float64(max(a, b)) / peakPerUnit
+	return peakSigmas[max(a, b)]
 }
 
 // tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
@@ -490,6 +551,11 @@ func (m *Model) tailSigmas() float64 {
 func (m *Model) snaps(res, band float64) bool {
 	j := float64(m.jump)
 	return j != 0 && math.Abs(res) > band && math.Abs(res+j) <= band && m.n >= warmupSamples
+}
+
+// sec is t in whole seconds since firstT, saturating after 68 years.
+func (m *Model) sec(t int64) int32 {
+	return int32(min(max(floorDiv(t-m.firstT, 1000), math.MinInt32), math.MaxInt32))
 }
 
 // reset makes v at t the first sample of the series.
@@ -592,24 +658,49 @@ type clock struct {
 func (m *Model) clock(t int64) clock {
 	c := clock{t: t}
 	h0, w1 := hourBuckets(t)
-	hFirst, _ := hourBuckets(m.firstT)
+	c.w = [2]float64{1 - w1, w1}
 	for i, h := range [2]int64{h0, h0 + 1} {
 		c.hd[i] = int(mod(h, 24))
+		c.ty[i] = dayType(floorDiv(h, 24))
+	}
+	c.tyNow = dayType(floorDiv(t, dayMs))
+	if t-m.firstT >= settledAfter {
+		// Every count is past where anything depends on it (profileVisits+1 visits, the days
+		// minWeekdays and minWeekendDays ask for).
+		const n = len(visitLogKeep)
+		c.visitsDaily, c.visitsDW = [2]int{n, n}, [2]int{n, n}
+		c.visitsNone, c.visitsWeekly, c.weekdays, c.weekendDays = n, n, n, n
+		return c
+	}
+	m.countVisits(&c, h0)
+	return c
+}
+
+// countVisits fills in the counts of c, whose first bucket is hour h0.
+func (m *Model) countVisits(c *clock, h0 int64) {
+	hFirst, _ := hourBuckets(m.firstT)
+	for i, h := range [2]int64{h0, h0 + 1} {
 		day := floorDiv(h, 24)
-		c.ty[i] = dayType(day)
 		k := max(floorDiv(h-hFirst, 24), 0)
 		c.visitsDaily[i] = int(k) + 1
 		c.visitsDW[i] = sameTypeDays(day, k)
 	}
-	c.w = [2]float64{1 - w1, w1}
-	day, firstDay := floorDiv(t, dayMs), floorDiv(m.firstT, dayMs)
-	c.tyNow = dayType(day)
+	day, firstDay := floorDiv(c.t, dayMs), floorDiv(m.firstT, dayMs)
 	c.visitsNone = int(day-firstDay) + 1
 	c.visitsWeekly = sameTypeDays(day, day-firstDay)
-	c.weekendDays = int(weekendDays(firstDay, day))
+	if day == firstDay {
+		c.weekendDays = dayType(day)
+	} else {
+		c.weekendDays = int(weekendDays(firstDay, day))
+	}
 	c.weekdays = c.visitsNone - c.weekendDays
-	return c
 }
+
+// settledAfter is the age of a model from which clock need not count visits: any 36 days hold at
+// least 10 weekend days and 25 weekdays, more than the counts are ever compared with.
+const settledAfter = 36 * dayMs
+
+const _ = uint(10-len(visitLogKeep)) + uint(10-minWeekendDays) + uint(25-minWeekdays)
 
 // firstVisit reports whether candidate k's profile is read at t from a bucket in its first
 // visit: the bucket is still taking up its first value, and nothing in its residual is an
@@ -633,11 +724,11 @@ func (c *clock) interp(a, b float32) float64 { return c.w[0]*float64(a) + c.w[1]
 func (m *Model) profile(k int, c *clock) float64 {
 	switch k {
 	case candDaily:
-		return c.interp(m.daily[c.hd[0]], m.daily[c.hd[1]])
+		return c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily)
 	case candWeekly:
 		return float64(m.weekly[c.tyNow])
 	case candDailyWeekly:
-		return c.interp(m.dw[c.ty[0]][c.hd[0]], m.dw[c.ty[1]][c.hd[1]])
+		return c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]])
 	}
 	return float64(m.none)
 }
@@ -677,6 +768,9 @@ func weekendDays(from, to int64) int64 {
 
 // sameTypeDays counts the days of day's type (weekday or weekend) in [day-k, day].
 func sameTypeDays(day, k int64) int {
+	if k <= 0 {
+		return 1 // the day itself: every series' first day, and the hours after its first sample
+	}
 	we := weekendDays(day-k, day)
 	if dayType(day) == 1 {
 		return int(we)
@@ -684,14 +778,41 @@ func sameTypeDays(day, k int64) int {
 	return int(k + 1 - we)
 }
 
-// learn corrects a profile value by its error e with the weight of a sample that covers frac
-// of a visit, in the visits-th visit of its bucket.
-func learn(p float32, e, frac float64, visits int) float32 {
+// smoothingWeights returns the weights 1-exp(-dt/tau) of a sample that stands for dt in the
+// memories of tauOffsetNone, tauOffsetSeasonal, tauSpread and tauFlat, from one expm1: the
+// others follow from it by expm1(2x) = expm1(x)(expm1(x)+2) and expm1(3x) =
+// expm1(x)(expm1(x)(expm1(x)+3)+3), which keep its precision for small x and cost a few
+// multiplications instead of three more expm1 per sample.
+func smoothingWeights(dt float64) [4]float64 {
+	// The memories are an hour, 3 hours, a day and 6 hours: 24 = 2·2·6, 6 = 2·3.
+	const _ = uint(tauSpread/tauFlat-4) + uint(4-tauSpread/tauFlat) +
+		uint(tauFlat/tauOffsetSeasonal-2) + uint(2-tauFlat/tauOffsetSeasonal) +
+		uint(tauOffsetSeasonal/tauOffsetNone-3) + uint(3-tauOffsetSeasonal/tauOffsetNone)
+	u24 := math.Expm1(-dt / tauSpread)
+	u12 := u24 * (u24 + 2)
+	u6 := u12 * (u12 + 2)
+	u3 := u6 * (u6 + 2)
+	u1 := u3 * (u3*(u3+3) + 3)
+	return [4]float64{-u1, -u3, -u24, -u6}
+}
+
+// visitIndex is the index in visitLogKeep of a bucket's visits-th visit.
+func visitIndex(visits int) int { return min(max(visits, 1), len(visitLogKeep)) - 1 }
+
+// learnWeight is the weight of a sample that covers frac of a visit, in the visit of index j
+// (visitIndex) of its bucket.
+func learnWeight(frac float64, j int) float64 {
 	if frac <= 0 {
+		return 0
+	}
+	return -math.Expm1(frac * visitLogKeep[j])
+}
+
+// learn corrects a profile value by its error e with weight a (learnWeight).
+func learn(p float32, e, a float64) float32 {
+	if a == 0 {
 		return p
 	}
-	j := min(max(visits, 1), len(visitLogKeep)) - 1
-	a := -math.Expm1(frac * visitLogKeep[j])
 	return f32(float64(p) + a*e)
 }
 

@@ -134,8 +134,9 @@ func defaults() *Settings {
 }
 
 func TestSizeWithinBudget(t *testing.T) {
-	// A million series in 640 MB: 512 bytes until the tail model needed its mean excess.
-	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(640))
+	// A million series in 552 MB of models: offsets in float32, run starts in seconds, hourly
+	// peaks in a byte each.
+	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(552))
 }
 
 func TestFirstSample(t *testing.T) {
@@ -536,4 +537,42 @@ func TestLevelChangeOutlastsAlertFor(t *testing.T) {
 	}
 	require.LessOrEqual(t, share(between(ps, shift.Add(30*time.Minute), shift.Add(time.Hour))), 0.01,
 		"learned as the new normal within half an hour")
+}
+
+// TestSmoothingWeights: the weights derived from one expm1 are those of an expm1 each.
+func TestSmoothingWeights(t *testing.T) {
+	for _, dt := range []float64{0, 1, 1000, 15_000, 60_000, 300_000, 1_800_000, 3_600_000} {
+		got := smoothingWeights(dt)
+		for i, tau := range []float64{tauOffsetNone, tauOffsetSeasonal, tauSpread, tauFlat} {
+			want := -math.Expm1(-dt / tau)
+			require.InEpsilon(t, want+1e-300, got[i]+1e-300, 1e-14, "dt %v tau %v", dt, tau)
+		}
+	}
+}
+
+// TestClockSettled: past settledAfter, clock skips counting, and every count it reports is one
+// that the model uses exactly as the counted one.
+func TestClockSettled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		m := Model{firstT: rng.Int64N(1 << 41)}
+		at := m.firstT + settledAfter + rng.Int64N(400*dayMs)
+		fast := m.clock(at)
+		slow := fast
+		h0, _ := hourBuckets(at)
+		m.countVisits(&slow, h0)
+		for i := range 2 {
+			require.Equal(t, visitIndex(slow.visitsDaily[i]), visitIndex(fast.visitsDaily[i]))
+			require.Equal(t, visitIndex(slow.visitsDW[i]), visitIndex(fast.visitsDW[i]))
+		}
+		require.Equal(t, visitIndex(slow.visitsNone), visitIndex(fast.visitsNone))
+		require.Equal(t, visitIndex(slow.visitsWeekly), visitIndex(fast.visitsWeekly))
+		for k := range numCandidates {
+			require.Equal(t, slow.firstVisit(k), fast.firstVisit(k))
+		}
+		require.Equal(t, slow.weekdays >= minWeekdays, fast.weekdays >= minWeekdays)
+		require.Equal(t, slow.weekendDays >= minWeekendDays, fast.weekendDays >= minWeekendDays)
+		require.GreaterOrEqual(t, slow.weekdays, fast.weekdays)
+		require.GreaterOrEqual(t, slow.weekendDays, fast.weekendDays)
+	}
 }
