@@ -491,9 +491,6 @@ func (s *Store) LoadCheckpoint(r io.Reader) (int, error) {
 		}
 		hash := hashLabels(ls)
 		sh := &staged[hash>>(64-shardBits)]
-		if sh.index == nil {
-			sh.index = make(map[uint64]int32)
-		}
 		if sh.lookup(hash, ls) != nil {
 			return 0, corrupt("series %d repeated", n)
 		}
@@ -577,10 +574,7 @@ func (s *Store) merge(staged *[numShards]shard) int {
 				if sh.lookup(e.hash, ls) != nil {
 					continue
 				}
-				ne := sh.insert(e.hash, ls)
-				next := ne.next
-				*ne = *e
-				ne.next = next
+				*sh.insert(e.hash, ls) = *e
 				added++
 			}
 		}

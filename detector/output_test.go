@@ -3,6 +3,7 @@ package detector
 import (
 	"bytes"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,6 +184,8 @@ func TestOutputPoints(t *testing.T) {
 		}
 	}
 	require.Len(t, got, 4)
+	// The series of a request are scored shard by shard, the samples of each in their order.
+	slices.SortStableFunc(got, func(a, b pt) int { return -strings.Compare(a.metric, b.metric) })
 	require.Equal(t, pt{"g", t0, false, 1}, got[0])
 	require.Equal(t, pt{"g", t0 + 1000, false, 2}, got[1])
 	require.Equal(t, "g", got[2].metric)

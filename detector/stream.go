@@ -45,16 +45,17 @@ func (o Outcome) String() string {
 // counters as per-second rates between consecutive samples. It is the one path from a raw
 // sample to a score, shared by the server, backtests and backfill, so that they cannot disagree.
 type Stream struct {
-	Model model.Model
 	// lastT is the timestamp (ms) of the last accepted sample; valid when primed.
 	lastT int64
 	// lastV is the raw value of the last accepted sample (the counter's base).
-	lastV  float64
-	primed bool
-	// Counter scores the per-second rate instead of the value.
-	Counter bool
+	lastV float64
 	// Observed is the last value handed to the model: the sample value, or the rate of a counter.
 	Observed float64
+	primed   bool
+	// Counter scores the per-second rate instead of the value.
+	Counter bool
+	// Model comes last: the fields above are read with its first bytes (see touchEntry).
+	Model model.Model
 }
 
 // Push feeds one raw sample. The Result is meaningful only when the Outcome is Scored.
