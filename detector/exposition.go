@@ -1,10 +1,10 @@
 package detector
 
 import (
-	"bufio"
 	"io"
 	"strconv"
 
+	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
@@ -49,8 +49,11 @@ var families = [NumFamilies]family{
 type snap struct {
 	labels labels.Labels
 	value  float64
-	odd    bool
+	flags  uint8
 }
+
+// scoresBufferSize is how much of the exposition is formatted before it is written out.
+const scoresBufferSize = 64 << 10
 
 // WriteScores writes the output series of every live series in the Prometheus text format
 // (version 0.0.4). Each family is written whole before the next, a shard at a time: the shard's
@@ -62,33 +65,31 @@ func (s *Store) WriteScores(w io.Writer) error {
 	if rs.StaleAfter > 0 {
 		staleCutoff = now - int64(rs.StaleAfter.Seconds())
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var (
-		snaps []snap
-		line  []byte
-	)
+	var snaps []snap
+	b := make([]byte, 0, scoresBufferSize+4<<10)
 	for _, f := range families {
-		line = append(line[:0], "# HELP "...)
-		line = append(line, f.name...)
-		line = append(line, ' ')
-		line = append(line, f.help...)
-		line = append(line, "\n# TYPE "...)
-		line = append(line, f.name...)
-		line = append(line, " gauge\n"...)
-		if _, err := bw.Write(line); err != nil {
-			return err
-		}
+		b = append(b, "# HELP "...)
+		b = append(b, f.name...)
+		b = append(b, ' ')
+		b = append(b, f.help...)
+		b = append(b, "\n# TYPE "...)
+		b = append(b, f.name...)
+		b = append(b, " gauge\n"...)
 		for k := range s.shards {
 			snaps = s.shards[k].snapshot(snaps[:0], f.value, staleCutoff)
 			for i := range snaps {
-				line = appendSeriesLine(line[:0], f.name, &snaps[i])
-				if _, err := bw.Write(line); err != nil {
-					return err
+				b = appendSeriesLine(b, f.name, &snaps[i])
+				if len(b) >= scoresBufferSize {
+					if _, err := w.Write(b); err != nil {
+						return err
+					}
+					b = b[:0]
 				}
 			}
 		}
 	}
-	return bw.Flush()
+	_, err := w.Write(b)
+	return err
 }
 
 func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64, staleCutoff int64) []snap {
@@ -100,7 +101,7 @@ func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64
 		if e.flags&want != want || int64(e.lastSeen) < staleCutoff {
 			continue
 		}
-		dst = append(dst, snap{labels: e.labels, value: value(&e.res, e.stream.Observed), odd: e.flags&flagOddNames != 0})
+		dst = append(dst, snap{labels: e.labels, value: value(&e.res, e.stream.Observed), flags: e.flags})
 	}
 	return dst
 }
@@ -111,22 +112,79 @@ func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64
 func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
-	metric := rangeOutputLabels(sn.labels, func(ln, v string) {
-		if sn.odd {
-			b = appendSanitisedName(b, ln)
-		} else {
+	var metric string
+	switch {
+	case stringLabels && sn.flags&flagPlain != 0:
+		// Nothing to sanitise, rename or escape: copy straight from the labels' encoding.
+		data := labelsData(sn.labels, nil)
+		for i := 0; i < len(data); {
+			var ln, v string
+			ln, i = decodeLabelString(data, i)
+			v, i = decodeLabelString(data, i)
+			if ln == prommodel.MetricNameLabel {
+				metric = v
+				continue
+			}
 			b = append(b, ln...)
+			b = append(b, `="`...)
+			b = append(b, v...)
+			b = append(b, `",`...)
 		}
-		b = append(b, '=')
-		b = appendQuoted(b, v)
-		b = append(b, ',')
-	})
-	b = append(b, MetricLabel...)
-	b = append(b, '=')
+		b = append(b, MetricLabel+`="`...)
+		b = append(b, metric...)
+		b = append(b, `"} `...)
+		b = strconv.AppendFloat(b, sn.value, 'g', -1, 64)
+		return append(b, '\n')
+	case stringLabels:
+		// The rules of rangeOutputLabels, over the labels' encoding without a call per label.
+		odd := sn.flags&flagOddNames != 0
+		data := labelsData(sn.labels, nil)
+		for i := 0; i < len(data); {
+			var ln, v string
+			ln, i = decodeLabelString(data, i)
+			v, i = decodeLabelString(data, i)
+			if ln == prommodel.MetricNameLabel {
+				metric = v
+				continue
+			}
+			if ln == MetricLabel || hasPrefixExported(ln) {
+				ln = exportedName(ln)
+			}
+			b = appendLabel(b, ln, v, odd)
+		}
+	default:
+		odd := sn.flags&flagOddNames != 0
+		metric = rangeOutputLabels(sn.labels, func(ln, v string) { b = appendLabel(b, ln, v, odd) })
+	}
+	b = append(b, MetricLabel+"="...)
 	b = appendQuoted(b, metric)
 	b = append(b, "} "...)
 	b = strconv.AppendFloat(b, sn.value, 'g', -1, 64)
 	return append(b, '\n')
+}
+
+// appendLabel writes `name="value",`.
+func appendLabel(b []byte, name, value string, odd bool) []byte {
+	if odd {
+		b = appendSanitisedName(b, name)
+	} else {
+		b = append(b, name...)
+	}
+	b = append(b, '=')
+	b = appendQuoted(b, value)
+	return append(b, ',')
+}
+
+// decodeLabelString reads the name or value at data[i:] of a labels encoding (labels.go) and
+// returns it with the index after it.
+func decodeLabelString(data string, i int) (string, int) {
+	n := int(data[i])
+	i++
+	if n == 255 {
+		n = int(data[i]) | int(data[i+1])<<8 | int(data[i+2])<<16
+		i += 3
+	}
+	return data[i : i+n], i + n
 }
 
 func hasPrefixExported(n string) bool {
@@ -146,6 +204,16 @@ func exportedName(n string) string {
 		return n
 	}
 	return exportedPrefix + n
+}
+
+// needsEscape reports whether a label value has a byte that the text format escapes.
+func needsEscape(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c == '"' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 func appendQuoted(b []byte, v string) []byte {

@@ -113,6 +113,10 @@ type entry struct {
 	stream   Stream
 }
 
+// flagPlain marks a series whose labels go to the exposition as they are: no name to sanitise
+// or rename, no value to escape.
+const flagPlain = flagBackfilling << 1
+
 // NewStore returns an empty store with the given options, registering its metrics with reg.
 func NewStore(opts Options, reg prometheus.Registerer) *Store {
 	s := &Store{metrics: newStoreMetrics(reg), now: time.Now}
@@ -176,16 +180,22 @@ func (sh *shard) insertData(h uint64, enc []byte, ls []batch.Label) *entry {
 			sh.chunks = append(sh.chunks, make([]entry, chunkSize))
 		}
 	}
-	odd := false
+	odd, plain := false, true
 	for _, l := range ls {
 		if !legacyName(l.Name) {
 			odd = true
 		}
+		if l.Name == MetricLabel || hasPrefixExported(l.Name) || needsEscape(l.Value) {
+			plain = false
+		}
 	}
 	e := sh.at(i)
 	*e = entry{labels: labelsFromData(enc, ls), hash: h, flags: flagInUse | flagLive}
-	if odd {
+	switch {
+	case odd:
 		e.flags |= flagOddNames
+	case plain:
+		e.flags |= flagPlain
 	}
 	sh.index.add(h, i)
 	return e
