@@ -8,6 +8,8 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 )
 
+require github.com/klauspost/compress v1.20.3 // indirect
+
 require (
 	github.com/alecthomas/kingpin/v2 v2.4.0
 	github.com/alecthomas/units v0.0.0-20240927000941-0f3dac36c52b
