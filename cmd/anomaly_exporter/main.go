@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -98,6 +99,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 	return f, nil
 }
 
+// defaultGCPercent is the garbage collector's GOGC unless the environment sets one. The heap is
+// almost all long-lived series state, about 900 bytes per series, and remote write leaves little
+// garbage (about 2 KiB per request, most of it net/http's), so collecting whenever the heap has
+// grown by a tenth keeps the process within a tenth of its live state, where Go's default of 100
+// would let it double; a collection marks a million series in about 25 ms.
+const defaultGCPercent = 10
+
 func run(args []string, stdout, stderr io.Writer) int {
 	f, err := parseFlags(args, stdout, stderr)
 	if err != nil {
@@ -108,6 +116,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := promslog.New(&f.log)
 	logger.Info("Starting "+name, "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
