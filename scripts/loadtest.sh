@@ -15,6 +15,14 @@
 #   TARGET=exporter     exporter, prometheus, or both (then also prints prometheus/exporter ratios)
 #   RATE=0              samples/s ceiling, 0 = as fast as the receiver answers
 #   SERIES_PER_REQUEST=2000  LABELS=8  STEP=15s (sample time per round)
+#   HISTORY=0           rounds of time-compressed history the exporter is primed with, ending
+#                       now, HISTORY_STEP apart (HISTORY=168 HISTORY_STEP=1h: a week, every hour
+#                       of every day seen), so that RSS is measured with learned baselines;
+#                       Prometheus is primed with one round whatever HISTORY says
+#   HISTORY_STEP=1h
+#   SCRAPE_EVERY=0      scrape the exporter's /scores gzipped every so often during the measured
+#                       run (e.g. 15s), as Prometheus would, and report how long each took; 0: off.
+#                       After the run, /scores is scraped once plain and once gzipped in any case.
 #   PROMETHEUS=prometheus    the Prometheus binary
 #   GO=go
 set -euo pipefail
@@ -28,6 +36,9 @@ RATE=${RATE:-0}
 SERIES_PER_REQUEST=${SERIES_PER_REQUEST:-2000}
 LABELS=${LABELS:-8}
 STEP=${STEP:-15s}
+HISTORY=${HISTORY:-0}
+HISTORY_STEP=${HISTORY_STEP:-1h}
+SCRAPE_EVERY=${SCRAPE_EVERY:-0}
 PROMETHEUS=${PROMETHEUS:-prometheus}
 GO=${GO:-go}
 
@@ -124,6 +135,25 @@ metric() { curl -sf "$1" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s +=
 
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
+# duration_s prints a Go-style duration of whole seconds, minutes, hours or days in seconds.
+duration_s() {
+	case $1 in
+	*d) echo $((${1%d} * 86400)) ;;
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) die "duration $1: want a whole number of s, m, h or d" ;;
+	esac
+}
+
+# scrape_loop scrapes url gzipped every interval seconds until killed, printing the time each
+# took and its size.
+scrape_loop() {
+	while sleep "$2"; do
+		curl -sf -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}\n' "$1" || true
+	done
+}
+
 hz=$(getconf CLK_TCK)
 loadgen_flags=(--protocol="$PROTOCOL" --series="$SERIES" --labels="$LABELS" --concurrency="$CONCURRENCY"
 	--series-per-request="$SERIES_PER_REQUEST" --time.step="$STEP" --output=json)
@@ -167,15 +197,26 @@ measure() {
 	local rss_idle
 	rss_idle=$(rss_kib "$pid")
 
-	echo "== $name on 127.0.0.1:$port (pid $pid): priming with one round of $SERIES series"
-	local start
+	local start rounds=1 prime_flags=("${loadgen_flags[@]}")
 	start=$(date +%s)
-	./anomalytool loadgen --url="$url" "${loadgen_flags[@]}" --rounds=1 --duration=10m \
+	if [[ $target == exporter && $HISTORY -gt 0 ]]; then
+		rounds=$HISTORY
+		prime_flags=("${loadgen_flags[@]/--time.step=*/--time.step=$HISTORY_STEP}")
+		start=$((start - HISTORY * $(duration_s "$HISTORY_STEP")))
+		echo "== $name on 127.0.0.1:$port (pid $pid): priming with $HISTORY rounds of history, $HISTORY_STEP apart, of $SERIES series"
+	else
+		echo "== $name on 127.0.0.1:$port (pid $pid): priming with one round of $SERIES series"
+	fi
+	local prime_start prime_end
+	prime_start=$(date +%s.%N)
+	./anomalytool loadgen --url="$url" "${prime_flags[@]}" --rounds="$rounds" --duration=0 \
 		--time.start="$start" >"$tmp/$target-prime.json" 2>"$tmp/$target-prime.err" ||
 		die "priming failed: $(cat "$tmp/$target-prime.json" "$tmp/$target-prime.err")"
+	prime_end=$(date +%s.%N)
 	local primed
 	primed=$(json_get "$tmp/$target-prime.json" samples_accepted)
-	[[ $primed == "$SERIES" ]] || echo "   warning: priming accepted $primed of $SERIES samples" >&2
+	[[ $primed == "$((SERIES * rounds))" ]] || echo "   warning: priming accepted $primed of $((SERIES * rounds)) samples" >&2
+	[[ $rounds == 1 ]] || echo "   primed in $(calc %.0f "$prime_end - $prime_start") s ($(calc %.0f "$primed / ($prime_end - $prime_start)") samples/s)"
 
 	local cpu0 rss0 scored0 cpu1 rss1 scored1 tracked load0 load1
 	scored0=$(metric "$metrics" "$scored_metric")
@@ -183,12 +224,25 @@ measure() {
 	cpu0=$(cpu_ticks "$pid")
 	rss0=$(rss_kib "$pid")
 	echo "== measuring: $DURATION of remote write $PROTOCOL, $CONCURRENCY workers, rate ${RATE}/s (0 = unbounded)"
-	local out=$tmp/$target-run.json
+	local out=$tmp/$target-run.json scraper=
+	if [[ $target == exporter && $SCRAPE_EVERY != 0 ]]; then
+		scrape_loop "http://127.0.0.1:$port/scores" "$(duration_s "$SCRAPE_EVERY")" >"$tmp/scrapes" &
+		scraper=$!
+	fi
 	./anomalytool loadgen --url="$url" "${loadgen_flags[@]}" --duration="$DURATION" --rate="$RATE" \
 		--time.start="$(json_get "$tmp/$target-prime.json" next_start_unix)" >"$out" 2>"$tmp/$target-run.err" ||
 		die "load run failed: $(cat "$out" "$tmp/$target-run.err")"
 	cpu1=$(cpu_ticks "$pid")
 	rss1=$(rss_kib "$pid")
+	if [[ -n $scraper ]]; then
+		kill "$scraper" 2>/dev/null || true
+		wait "$scraper" 2>/dev/null || true
+	fi
+	local scrape_plain= scrape_gzip=
+	if [[ $target == exporter ]]; then
+		scrape_plain=$(curl -sf -o /dev/null -w '%{time_total} s, %{size_download} bytes' "http://127.0.0.1:$port/scores")
+		scrape_gzip=$(curl -sf -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} s, %{size_download} bytes' "http://127.0.0.1:$port/scores")
+	fi
 	load1=$(cut -d' ' -f1-3 /proc/loadavg)
 	scored1=$(metric "$metrics" "$scored_metric")
 	tracked=$(metric "$metrics" "$series_metric")
@@ -219,6 +273,12 @@ measure() {
 		"loadgen CPU" "$(calc %.2f "$lg_cpu") s = $(calc %.3f "$lg_pm") CPU-s per million samples" \
 		"latency" "p50 $(calc %.1f "$p50 * 1000") ms, p99 $(calc %.1f "$p99 * 1000") ms, max $(calc %.1f "$pmax * 1000") ms" \
 		"machine load average" "$load0 before, $load1 after ($(nproc) CPUs, shared with whatever else runs)"
+	if [[ -n $scrape_plain ]]; then
+		printf '%-28s %s\n' "/scores after the run" "plain $scrape_plain; gzip $scrape_gzip"
+	fi
+	if [[ -s $tmp/scrapes ]]; then
+		printf '%-28s %s\n' "/scores during the run" "$(awk '{n++; s += $1; if ($1 > m) m = $1; b = $2} END {printf "%d scrapes (gzip), mean %.2f s, max %.2f s, last %d bytes", n, s / n, m, b}' "$tmp/scrapes")"
+	fi
 	cat >"$tmp/$target.vars" <<-EOF
 		rate=$rate_s
 		cpu_pm=$cpu_pm
