@@ -226,7 +226,7 @@ measure() {
 	echo "== measuring: $DURATION of remote write $PROTOCOL, $CONCURRENCY workers, rate ${RATE}/s (0 = unbounded)"
 	local out=$tmp/$target-run.json scraper=
 	if [[ $target == exporter && $SCRAPE_EVERY != 0 ]]; then
-		scrape_loop "http://127.0.0.1:$port/scores" "$(duration_s "$SCRAPE_EVERY")" >"$tmp/scrapes" &
+		scrape_loop "http://127.0.0.1:$port/scores" "$(duration_s "$SCRAPE_EVERY")" >"$tmp/$target-scrapes" &
 		scraper=$!
 	fi
 	./anomalytool loadgen --url="$url" "${loadgen_flags[@]}" --duration="$DURATION" --rate="$RATE" \
@@ -276,8 +276,8 @@ measure() {
 	if [[ -n $scrape_plain ]]; then
 		printf '%-28s %s\n' "/scores after the run" "plain $scrape_plain; gzip $scrape_gzip"
 	fi
-	if [[ -s $tmp/scrapes ]]; then
-		printf '%-28s %s\n' "/scores during the run" "$(awk '{n++; s += $1; if ($1 > m) m = $1; b = $2} END {printf "%d scrapes (gzip), mean %.2f s, max %.2f s, last %d bytes", n, s / n, m, b}' "$tmp/scrapes")"
+	if [[ -s $tmp/$target-scrapes ]]; then
+		printf '%-28s %s\n' "/scores during the run" "$(awk '{n++; s += $1; if ($1 > m) m = $1; b = $2} END {printf "%d scrapes (gzip), mean %.2f s, max %.2f s, last %d bytes", n, s / n, m, b}' "$tmp/$target-scrapes")"
 	fi
 	cat >"$tmp/$target.vars" <<-EOF
 		rate=$rate_s
