@@ -52,6 +52,10 @@ type snap struct {
 	flags  uint8
 }
 
+// labelsAheadScrape is how many series ahead of the one being written WriteScores prefetches
+// labels.
+const labelsAheadScrape = 8
+
 // scoresBufferSize is how much of the exposition is formatted before it is written out.
 const scoresBufferSize = 64 << 10
 
@@ -78,6 +82,10 @@ func (s *Store) WriteScores(w io.Writer) error {
 		for k := range s.shards {
 			snaps = s.shards[k].snapshot(snaps[:0], f.value, staleCutoff)
 			for i := range snaps {
+				// The labels are all over the heap: load those of a series a few lines ahead.
+				if i+labelsAheadScrape < len(snaps) {
+					prefetchLabelsOf(snaps[i+labelsAheadScrape].labels)
+				}
 				b = appendSeriesLine(b, f.name, &snaps[i])
 				if len(b) >= scoresBufferSize {
 					if _, err := w.Write(b); err != nil {

@@ -476,8 +476,11 @@ func prefetchEntry(e *entry, t int64) {
 }
 
 // prefetchLabels prefetches the labels of e, which are compared with the request's.
-func prefetchLabels(e *entry) {
-	if d := labelsData(e.labels, nil); stringLabels && len(d) > 0 {
+func prefetchLabels(e *entry) { prefetchLabelsOf(e.labels) }
+
+// prefetchLabelsOf prefetches the string of ls (stringlabels builds only).
+func prefetchLabelsOf(ls labels.Labels) {
+	if d := labelsData(ls, nil); stringLabels && len(d) > 0 {
 		prefetch(uintptr(unsafe.Pointer(unsafe.StringData(d))), uintptr(len(d)))
 	}
 }
