@@ -271,7 +271,7 @@ func (b *Backfiller) isCounter(ctx context.Context, name string) bool {
 		t = batch.Unknown
 		if md, err := b.api.Metadata(ctx, name, "1"); err == nil {
 			for _, m := range md[name] {
-				t = metricType(m.Type)
+				t = MetricType(m.Type)
 			}
 		}
 		b.mu.Lock()
@@ -281,7 +281,9 @@ func (b *Backfiller) isCounter(ctx context.Context, name string) bool {
 	return detector.IsCounter(t, name)
 }
 
-func metricType(t v1.MetricType) batch.MetricType {
+// MetricType maps a type from Prometheus's metadata API to the detector's, for the callers that
+// read history through that API (backfill here, and anomalytool's backtests).
+func MetricType(t v1.MetricType) batch.MetricType {
 	switch t {
 	case v1.MetricTypeCounter:
 		return batch.Counter

@@ -5,14 +5,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
 	"github.com/anomaly-exporter/anomaly_exporter/config"
 	"github.com/anomaly-exporter/anomaly_exporter/detector"
-	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
 
 // reloader loads the configuration file into the store, on start, SIGHUP and POST /-/reload.
@@ -54,7 +52,7 @@ func (r *reloader) reload() error {
 			return err
 		}
 	}
-	r.store.SetOptions(storeOptions(cfg))
+	r.store.SetOptions(cfg.StoreOptions())
 	r.success.Set(1)
 	r.successTS.SetToCurrentTime()
 	file := r.path
@@ -85,21 +83,6 @@ func (r *reloader) handler(enabled bool) http.Handler {
 		}
 		fmt.Fprintln(w, "Configuration reloaded.")
 	})
-}
-
-// storeOptions translates the file's configuration into what the store acts on.
-func storeOptions(cfg *config.Config) detector.Options {
-	settings := make([]model.Settings, len(cfg.Rules))
-	for i := range cfg.Rules {
-		settings[i] = cfg.Rules[i].Settings
-	}
-	return detector.Options{
-		Rules:        cfg,
-		Settings:     settings,
-		MaxSeries:    cfg.Global.MaxSeries,
-		StaleAfter:   time.Duration(cfg.Global.StaleAfter),
-		SeriesExpiry: time.Duration(cfg.Global.SeriesExpiry),
-	}
 }
 
 // matchNothing stands in for the rules until the first configuration is loaded.

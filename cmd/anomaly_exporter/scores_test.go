@@ -18,7 +18,7 @@ import (
 
 // scoresStore is a store with n series of 8 labels, each scored once, at the wall clock's time.
 func scoresStore(t testing.TB, n int) *detector.Store {
-	opts := storeOptions(config.Default())
+	opts := config.Default().StoreOptions()
 	opts.MaxSeries = 0
 	store := detector.NewStore(opts, nil)
 	now := time.Now().UnixMilli()

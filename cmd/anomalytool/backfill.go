@@ -12,9 +12,7 @@ import (
 	prommodel "github.com/prometheus/common/model"
 
 	"github.com/anomaly-exporter/anomaly_exporter/backfill"
-	"github.com/anomaly-exporter/anomaly_exporter/config"
 	"github.com/anomaly-exporter/anomaly_exporter/detector"
-	"github.com/anomaly-exporter/anomaly_exporter/detector/model"
 )
 
 // backfillCmd is `backfill`: the server's warm start from history, offline, into a checkpoint
@@ -73,7 +71,7 @@ func (c *backfillCmd) run(ctx context.Context, std stdio) error {
 		return fmt.Errorf("--prometheus.url: %w", err)
 	}
 
-	store := detector.NewStore(storeOptions(cfg), nil)
+	store := detector.NewStore(cfg.StoreOptions(), nil)
 	logger := slog.New(slog.NewTextHandler(std.err, nil))
 	bf := backfill.New(api, store, backfill.Options{
 		Lookback:         time.Duration(c.lookback),
@@ -109,19 +107,4 @@ func (c *backfillCmd) run(ctx context.Context, std stdio) error {
 		return failed{}
 	}
 	return nil
-}
-
-// storeOptions are the store options of the configuration, as the server derives them.
-func storeOptions(cfg *config.Config) detector.Options {
-	settings := make([]model.Settings, len(cfg.Rules))
-	for i := range cfg.Rules {
-		settings[i] = cfg.Rules[i].Settings
-	}
-	return detector.Options{
-		Rules:        cfg,
-		Settings:     settings,
-		MaxSeries:    cfg.Global.MaxSeries,
-		StaleAfter:   time.Duration(cfg.Global.StaleAfter),
-		SeriesExpiry: time.Duration(cfg.Global.SeriesExpiry),
-	}
 }

@@ -117,7 +117,7 @@ func TestBackfillCommand(t *testing.T) {
 	// The server's store starts from the checkpoint and scores the next sample as known.
 	cfg, err := config.LoadFile(cfgPath)
 	require.NoError(t, err)
-	store := detector.NewStore(storeOptions(cfg), nil)
+	store := detector.NewStore(cfg.StoreOptions(), nil)
 	st, err := detector.LoadCheckpointFile(store, out)
 	require.NoError(t, err)
 	require.Equal(t, 2, st.Series)

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	prommodel "github.com/prometheus/common/model"
 
+	"github.com/anomaly-exporter/anomaly_exporter/backfill"
 	"github.com/anomaly-exporter/anomaly_exporter/backtest"
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
 	"github.com/anomaly-exporter/anomaly_exporter/config"
@@ -240,21 +241,8 @@ func (rp *promReplay) metadataType(ctx context.Context, name string) batch.Metri
 		return batch.Unknown
 	}
 	for _, m := range md[name] {
-		switch m.Type {
-		case v1.MetricTypeCounter:
-			return batch.Counter
-		case v1.MetricTypeGauge:
-			return batch.Gauge
-		case v1.MetricTypeHistogram:
-			return batch.Histogram
-		case v1.MetricTypeGaugeHistogram:
-			return batch.GaugeHistogram
-		case v1.MetricTypeSummary:
-			return batch.Summary
-		case v1.MetricTypeInfo:
-			return batch.Info
-		case v1.MetricTypeStateset:
-			return batch.StateSet
+		if t := backfill.MetricType(m.Type); t != batch.Unknown {
+			return t
 		}
 	}
 	return batch.Unknown
