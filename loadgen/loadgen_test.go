@@ -572,7 +572,9 @@ func TestHostile(t *testing.T) {
 			o := testOptions(srv.URL, RW1)
 			o.Rounds = 0
 			o.Rate = 1000
-			o.Duration = time.Duration(len(set)+2) * 20 * time.Millisecond
+			// Ten intervals per request, so that a loaded machine still reaches the last ones; the
+			// slow (slowloris) requests at the end of the set hold the sender until the run ends.
+			o.Duration = time.Duration(len(set)+2) * 200 * time.Millisecond
 			o.HostileInterval = 20 * time.Millisecond
 			r, err := Run(context.Background(), o)
 			require.NoError(t, err)
