@@ -77,8 +77,13 @@ func advance(bs []*batch.Batch) {
 // BenchmarkAppend is the detector's share of ingest: hash, shard lookup, score and learn, for
 // known series (the steady state), reported per sample.
 func BenchmarkAppend(b *testing.B) {
+	benchAppend(b, NewStore(testOptions(), nil))
+}
+
+// benchAppend primes s with 100k series, then measures rounds of one new sample for each, per
+// sample: the steady state of ingest.
+func benchAppend(b *testing.B, s *Store) {
 	const n = 100_000
-	s := NewStore(testOptions(), nil)
 	bs := benchBatches(n)
 	for _, x := range bs {
 		_ = s.Append(x)

@@ -213,22 +213,7 @@ func (discard) WritePoints([]Point) {}
 
 // BenchmarkAppendOutput is BenchmarkAppend with an Output set: the cost of collecting points.
 func BenchmarkAppendOutput(b *testing.B) {
-	const n = 100_000
 	s := NewStore(testOptions(), nil)
 	s.SetOutput(discard{})
-	bs := benchBatches(n)
-	for _, x := range bs {
-		_ = s.Append(x)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	rounds := 0
-	for b.Loop() {
-		advance(bs)
-		for _, x := range bs {
-			_ = s.Append(x)
-		}
-		rounds++
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rounds*n), "ns/sample")
+	benchAppend(b, s)
 }
