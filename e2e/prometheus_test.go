@@ -102,22 +102,11 @@ func TestPrometheusRemoteWriteAndScores(t *testing.T) {
 			}
 			want[key(lbls)] = true
 		}
-		got := map[string]int{}
-		for _, s := range scores {
-			delete(s.Metric, "__name__")
-			got[key(s.Metric)]++
+		labelSets := make([]map[string]string, len(scores))
+		for i, s := range scores {
+			labelSets[i] = s.Metric
 		}
-		var missing, extra []string
-		for k := range want {
-			if got[k] != 1 {
-				missing = append(missing, k)
-			}
-		}
-		for k := range got {
-			if !want[k] {
-				extra = append(extra, k)
-			}
-		}
+		missing, extra := exactlyOnce(want, labelSets)
 		if len(want) < 50 || len(missing) > 0 || len(extra) > 0 {
 			return fmt.Errorf("%d inputs, %d scores; missing %d (e.g. %v); extra %d (e.g. %v)",
 				len(want), len(scores), len(missing), first(missing), len(extra), first(extra))
@@ -131,6 +120,32 @@ func TestPrometheusRemoteWriteAndScores(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, res, q)
 	}
+}
+
+// exactlyOnce compares output label sets (their __name__ ignored) with the wanted keys: missing
+// are the wanted ones not seen exactly once, extra the ones seen but not wanted.
+func exactlyOnce(want map[string]bool, labelSets []map[string]string) (missing, extra []string) {
+	got := map[string]int{}
+	for _, m := range labelSets {
+		ls := make(map[string]string, len(m))
+		for k, v := range m {
+			if k != "__name__" {
+				ls[k] = v
+			}
+		}
+		got[key(ls)]++
+	}
+	for k := range want {
+		if got[k] != 1 {
+			missing = append(missing, k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			extra = append(extra, k)
+		}
+	}
+	return missing, extra
 }
 
 func key(m map[string]string) string {

@@ -196,22 +196,11 @@ func checkShards(t *testing.T, vm, job, target string, exporters [2]string) {
 		if scores, err = vmExport(vm, fmt.Sprintf(`anomaly_score{job=%q}`, job)); err != nil {
 			return err
 		}
-		got := map[string]int{}
-		for _, s := range scores {
-			delete(s.Metric, "__name__")
-			got[key(s.Metric)]++
+		labelSets := make([]map[string]string, len(scores))
+		for i, s := range scores {
+			labelSets[i] = s.Metric
 		}
-		var missing, extra []string
-		for k := range want {
-			if got[k] != 1 {
-				missing = append(missing, k)
-			}
-		}
-		for k := range got {
-			if !want[k] {
-				extra = append(extra, k)
-			}
-		}
+		missing, extra := exactlyOnce(want, labelSets)
 		if len(missing) > 0 || len(extra) > 0 {
 			return fmt.Errorf("%d expected, %d in VictoriaMetrics; missing %d (e.g. %v), extra %d (e.g. %v)",
 				len(want), len(scores), len(missing), first(missing), len(extra), first(extra))
