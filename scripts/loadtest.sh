@@ -65,17 +65,8 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
 receiver= # the pid of the receiver running now, if any
 
-# stop ends the process this script started, politely first.
-stop() {
-	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# stop (scripts/lib.sh) ends a process this script started, politely first.
+source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
 	[[ -z $receiver ]] || stop "$receiver"

@@ -69,16 +69,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 exporter=
 loadgen=
 
-stop() {
-	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# stop (scripts/lib.sh) ends a process this script started, politely first.
+source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
 	[[ -z $loadgen ]] || stop "$loadgen"
