@@ -104,9 +104,9 @@ eval: build ## Score the detector on the NAB subset in ../shared/nab (when prese
 	@if [ -d ../shared/nab ]; then ./anomalytool eval --data ../shared/nab/data --windows ../shared/nab/labels/combined_windows.json; \
 	else echo "../shared/nab not found: nothing to evaluate"; fi
 
-loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE, HISTORY, HISTORY_STEP, SCRAPE_EVERY.
+loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE, HISTORY, HISTORY_STEP, SCRAPE_EVERY, PROFILE (write a CPU profile there).
 	SERIES=$(SERIES) DURATION=$(DURATION) PROTOCOL=$(PROTOCOL) CONCURRENCY=$(CONCURRENCY) TARGET=$(TARGET) RATE=$(RATE) GO=$(GO) \
-	  HISTORY=$(HISTORY) HISTORY_STEP=$(HISTORY_STEP) SCRAPE_EVERY=$(SCRAPE_EVERY) ./scripts/loadtest.sh
+	  HISTORY=$(HISTORY) HISTORY_STEP=$(HISTORY_STEP) SCRAPE_EVERY=$(SCRAPE_EVERY) PROFILE=$(PROFILE) ./scripts/loadtest.sh
 
 soak: ## Soak test on 127.0.0.1: SOAK_DURATION of steady series, churn and hostile requests; prints RSS and goroutines over time.
 	SOAK_DURATION=$(SOAK_DURATION) SERIES=$(SERIES) CHURN=$(CHURN) HOSTILE_INTERVAL=$(HOSTILE_INTERVAL) SAMPLE_EVERY=$(SAMPLE_EVERY) \

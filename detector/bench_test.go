@@ -90,7 +90,7 @@ func benchAppend(b *testing.B, s *Store) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	rounds := 0
+	rounds, cpu0 := 0, processCPU()
 	for b.Loop() {
 		advance(bs)
 		for _, x := range bs {
@@ -99,6 +99,7 @@ func benchAppend(b *testing.B, s *Store) {
 		rounds++
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rounds*n), "ns/sample")
+	b.ReportMetric(float64((processCPU() - cpu0).Nanoseconds())/float64(rounds*n), "cpu-ns/sample")
 }
 
 // BenchmarkWriteScores is one scrape of /scores (uncompressed) over 100k series, six lines each.

@@ -23,6 +23,8 @@
 #   SCRAPE_EVERY=0      scrape the exporter's /scores gzipped every so often during the measured
 #                       run (e.g. 15s), as Prometheus would, and report how long each took; 0: off.
 #                       After the run, /scores is scraped once plain and once gzipped in any case.
+#   PROFILE=            a file to write a CPU profile of the exporter during the measured run to
+#                       (it then runs with --web.enable-pprof); read it with go tool pprof
 #   PROMETHEUS=prometheus    the Prometheus binary
 #   GO=go
 set -euo pipefail
@@ -39,6 +41,7 @@ STEP=${STEP:-15s}
 HISTORY=${HISTORY:-0}
 HISTORY_STEP=${HISTORY_STEP:-1h}
 SCRAPE_EVERY=${SCRAPE_EVERY:-0}
+PROFILE=${PROFILE:-}
 PROMETHEUS=${PROMETHEUS:-prometheus}
 GO=${GO:-go}
 
@@ -166,8 +169,10 @@ measure() {
 		EOF
 		# loadgen runs sample time ahead of the wall clock (a round advances it by STEP): no
 		# bound on future timestamps, or the run would measure skips.
+		local pprof=()
+		[[ -z $PROFILE ]] || pprof=(--web.enable-pprof)
 		./anomaly_exporter --web.listen-address="127.0.0.1:$port" --config.file="$tmp/anomaly.yml" \
-			--storage.path="$tmp/exporter-data" --log.level=warn --remote-write.max-sample-ahead=0 >"$log" 2>&1 &
+			--storage.path="$tmp/exporter-data" --log.level=warn --remote-write.max-sample-ahead=0 "${pprof[@]}" >"$log" 2>&1 &
 		series_metric=anomaly_exporter_detector_series
 		scored_metric=anomaly_exporter_detector_samples_scored_total
 		;;
@@ -215,7 +220,12 @@ measure() {
 	cpu0=$(cpu_ticks "$pid")
 	rss0=$(rss_kib "$pid")
 	echo "== measuring: $DURATION of remote write $PROTOCOL, $CONCURRENCY workers, rate ${RATE}/s (0 = unbounded)"
-	local out=$tmp/$target-run.json scraper=
+	local out=$tmp/$target-run.json scraper= profiler=
+	if [[ $target == exporter && -n $PROFILE ]]; then
+		# A second shorter than the run, so that the profile covers load only.
+		curl -sf -o "$PROFILE" "http://127.0.0.1:$port/debug/pprof/profile?seconds=$(($(duration_s "$DURATION") - 1))" &
+		profiler=$!
+	fi
 	if [[ $target == exporter && $SCRAPE_EVERY != 0 ]]; then
 		scrape_loop "http://127.0.0.1:$port/scores" "$(duration_s "$SCRAPE_EVERY")" >"$tmp/$target-scrapes" &
 		scraper=$!
@@ -225,6 +235,9 @@ measure() {
 		die "load run failed: $(cat "$out" "$tmp/$target-run.err")"
 	cpu1=$(cpu_ticks "$pid")
 	rss1=$(rss_kib "$pid")
+	if [[ -n $profiler ]]; then
+		wait "$profiler" || echo "   warning: no CPU profile written to $PROFILE" >&2
+	fi
 	if [[ -n $scraper ]]; then
 		kill "$scraper" 2>/dev/null || true
 		wait "$scraper" 2>/dev/null || true
