@@ -293,6 +293,10 @@ type appendStats struct {
 	scratch    []batch.Sample
 	// points collects the scored points for the Output; nil when there is none.
 	points *[]Point
+	// instant is the time of the last sample scored, valid when instantOK: the series of a
+	// request mostly share their timestamp, and with it what the model derives from it.
+	instant   model.Instant
+	instantOK bool
 }
 
 // appendScratch is the working memory of one Append, pooled.
@@ -537,7 +541,10 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, enc []byte, ser *
 		return
 	}
 	for _, smp := range ser.Samples {
-		r, o := e.stream.Push(smp.T, smp.V, set)
+		if !st.instantOK || st.instant.T() != smp.T {
+			st.instant, st.instantOK = model.At(smp.T), true
+		}
+		r, o := e.stream.PushAt(&st.instant, smp.V, set)
 		st.outcomes[o]++
 		switch o {
 		case Scored:

@@ -60,6 +60,14 @@ type Stream struct {
 
 // Push feeds one raw sample. The Result is meaningful only when the Outcome is Scored.
 func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Outcome) {
+	in := model.At(t)
+	return st.PushAt(&in, v, s)
+}
+
+// PushAt is Push at in.T(), for a caller that pushes the samples of many series at one time
+// (see model.Instant).
+func (st *Stream) PushAt(in *model.Instant, v float64, s *model.Settings) (model.Result, Outcome) {
+	t := in.T()
 	if math.IsNaN(v) {
 		if value.IsStaleNaN(v) {
 			// A series that comes back after a stale marker starts a new counter run.
@@ -81,7 +89,7 @@ func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Out
 	}
 	if !st.Counter {
 		st.lastT, st.lastV, st.primed, st.Observed = t, v, true, v
-		return st.Model.Observe(t, v, s), Scored
+		return st.Model.ObserveAt(in, v, s), Scored
 	}
 	prevT, prevV, primed := st.lastT, st.lastV, st.primed
 	st.lastT, st.lastV, st.primed = t, v, true
@@ -93,5 +101,5 @@ func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Out
 	}
 	rate := (v - prevV) / (float64(t-prevT) / 1000)
 	st.Observed = rate
-	return st.Model.Observe(t, rate, s), Scored
+	return st.Model.ObserveAt(in, rate, s), Scored
 }

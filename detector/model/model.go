@@ -302,6 +302,14 @@ type hourBucket struct {
 // are expected in increasing time order (the caller drops the others); a sample at or before
 // the last one is learned with no time weight.
 func (m *Model) Observe(t int64, v float64, s *Settings) Result {
+	in := At(t)
+	return m.ObserveAt(&in, v, s)
+}
+
+// ObserveAt is Observe at in.T(), for a caller that scores many series at one time (see
+// Instant). It computes exactly what Observe does.
+func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
+	t := in.t
 	if m.n == 0 {
 		m.reset(t, v)
 		return m.result(t, v, v, 0, 0, s)
@@ -310,7 +318,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	// A gap weighs as much as an hour of samples: enough to let the offsets follow, not so
 	// much that one sample after a gap replaces what was learned.
 	dtEff := min(dt, maxStep)
-	c := m.clock(t)
+	c := m.clockAt(in)
 	// The memory of a re-level fades: after a while the level before it is just a level.
 	if m.jump != 0 {
 		m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
@@ -373,27 +381,12 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	r := m.result(t, v, expected, sigma[a], flat, s)
 
 	// Learn v in every candidate.
-	w := smoothingWeights(dtEff)
-	aOff := [2]float64{w[0], w[1]}
-	aSpread := max(w[2], 1/float64(m.n))
-	aFlat := w[3]
-	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.
-	var aDaily, aDW [2]float64
-	for i := range c.hd {
-		frac := c.w[i] * dtEff / float64(hourMs)
-		jd, jw := visitIndex(c.visitsDaily[i]), visitIndex(c.visitsDW[i])
-		aDaily[i] = learnWeight(frac, jd)
-		aDW[i] = aDaily[i]
-		if jw != jd {
-			aDW[i] = learnWeight(frac, jw)
-		}
-	}
-	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
-	aNone := learnWeight(dtEff/float64(dayMs), jn)
-	aWeekly := aNone
-	if jwk != jn {
-		aWeekly = learnWeight(dtEff/float64(dayMs), jwk)
-	}
+	lw := in.weights(dtEff, &c)
+	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
+	aSpread := max(lw.smooth[2], 1/float64(m.n))
+	aFlat := lw.smooth[3]
+	aDaily, aDW := lw.daily, lw.dw
+	aNone, aWeekly := lw.none, lw.weeklyLvl
 	warm := m.n >= warmupSamples
 	for k := range numCandidates {
 		if k == a && m.snaps(res[k], band[k]) {
@@ -656,14 +649,14 @@ type clock struct {
 }
 
 func (m *Model) clock(t int64) clock {
-	c := clock{t: t}
-	h0, w1 := hourBuckets(t)
-	c.w = [2]float64{1 - w1, w1}
-	for i, h := range [2]int64{h0, h0 + 1} {
-		c.hd[i] = int(mod(h, 24))
-		c.ty[i] = dayType(floorDiv(h, 24))
-	}
-	c.tyNow = dayType(floorDiv(t, dayMs))
+	in := At(t)
+	return m.clockAt(&in)
+}
+
+// clockAt is the clock of in for this model: in's calendar, and the visits since firstT.
+func (m *Model) clockAt(in *Instant) clock {
+	t, h0 := in.t, in.h0
+	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, tyNow: in.tyNow}
 	if t-m.firstT >= settledAfter {
 		// Every count is past where anything depends on it (profileVisits+1 visits, the days
 		// minWeekdays and minWeekendDays ask for).

@@ -576,3 +576,32 @@ func TestClockSettled(t *testing.T) {
 		require.GreaterOrEqual(t, slow.weekendDays, fast.weekendDays)
 	}
 }
+
+// TestObserveAtSharedInstant: models scored in turn through one Instant per timestamp, whose
+// weights memo is reused across them, end in exactly the state and results of Observe, with
+// models of different ages (visit counts), gaps and sampling intervals mixed.
+func TestObserveAtSharedInstant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	s := DefaultSettings()
+	const n = 24
+	var shared, alone [n]Model
+	starts := [n]int64{}
+	for i := range starts {
+		starts[i] = ms(monday) + rng.Int64N(40)*dayMs + rng.Int64N(dayMs)
+	}
+	every := []int64{15_000, 60_000, 300_000}
+	end := ms(monday) + 60*dayMs
+	for ts := ms(monday); ts < end; ts += 15_000 * (1 + rng.Int64N(20)) {
+		in := At(ts)
+		for i := range shared {
+			if ts < starts[i] || (ts/15_000)%(every[i%len(every)]/15_000) != 0 {
+				continue
+			}
+			v := 100 + 10*math.Sin(float64(ts)/float64(dayMs)*2*math.Pi) + rng.NormFloat64()
+			got := shared[i].ObserveAt(&in, v, &s)
+			want := alone[i].Observe(ts, v, &s)
+			require.Equal(t, want, got, "series %d at %d", i, ts)
+			require.Equal(t, alone[i], shared[i], "series %d at %d", i, ts)
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package model
+
+// Instant is a sample time with what the model derives from the time alone: where it falls in
+// the day and the week, and the learning weights of the last gap and bucket visits seen with
+// it. The series of one scrape share their timestamp, and most of them the time since their
+// last sample, so a caller that scores many series at one timestamp computes this once (At)
+// and passes it to each ObserveAt, instead of every series paying for the calendar arithmetic
+// and the five or so expm1 of its weights. An Instant is working memory of one goroutine: it
+// remembers the last weights it computed.
+type Instant struct {
+	t int64
+	// hd are the hours of the two bucket centres around t, ty their day types, w their
+	// interpolation weights, h0 the absolute hour of the first; tyNow is the day type of t.
+	hd, ty [2]int
+	w      [2]float64
+	h0     int64
+	tyNow  int
+	// memo holds the weights of the last (dtEff, visit indexes) asked for, valid when memoOK.
+	memoOK  bool
+	memoDt  float64
+	memoKey uint32
+	memo    weights
+}
+
+// weights are the learning weights of one sample (see smoothingWeights and learnWeight).
+type weights struct {
+	smooth          [4]float64
+	daily, dw       [2]float64
+	none, weeklyLvl float64
+}
+
+// At returns the Instant of t, in milliseconds since the epoch.
+func At(t int64) Instant {
+	h0, w1 := hourBuckets(t)
+	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayType(floorDiv(t, dayMs))}
+	for i, h := range [2]int64{h0, h0 + 1} {
+		in.hd[i] = int(mod(h, 24))
+		in.ty[i] = dayType(floorDiv(h, 24))
+	}
+	return in
+}
+
+// T is the time of the Instant, in milliseconds since the epoch.
+func (in *Instant) T() int64 { return in.t }
+
+// weights returns the learning weights of a sample at in that stands for dtEff, in the bucket
+// visits c counts, from the memo when they are those of the last call.
+func (in *Instant) weights(dtEff float64, c *clock) *weights {
+	jd := [2]int{visitIndex(c.visitsDaily[0]), visitIndex(c.visitsDaily[1])}
+	jw := [2]int{visitIndex(c.visitsDW[0]), visitIndex(c.visitsDW[1])}
+	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
+	// Each index is below len(visitLogKeep) <= 8: three bits each.
+	key := uint32(jd[0] | jd[1]<<3 | jw[0]<<6 | jw[1]<<9 | jn<<12 | jwk<<15)
+	if in.memoOK && in.memoDt == dtEff && in.memoKey == key {
+		return &in.memo
+	}
+	w := &in.memo
+	w.smooth = smoothingWeights(dtEff)
+	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.
+	for i := range c.hd {
+		frac := c.w[i] * dtEff / float64(hourMs)
+		w.daily[i] = learnWeight(frac, jd[i])
+		w.dw[i] = w.daily[i]
+		if jw[i] != jd[i] {
+			w.dw[i] = learnWeight(frac, jw[i])
+		}
+	}
+	w.none = learnWeight(dtEff/float64(dayMs), jn)
+	w.weeklyLvl = w.none
+	if jwk != jn {
+		w.weeklyLvl = learnWeight(dtEff/float64(dayMs), jwk)
+	}
+	in.memoOK, in.memoDt, in.memoKey = true, dtEff, key
+	return w
+}
+
+const _ = uint(8 - len(visitLogKeep))
