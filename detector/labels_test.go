@@ -1,0 +1,27 @@
+package detector
+
+import (
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEncodedLabelsAreLabelsData: the encoding Append writes for a request's labels is the one
+// labels.Labels keeps, for short strings and for those whose length needs the long prefix (255
+// and more), appended after bytes already in the buffer; in a stringlabels build it is byte for
+// byte the string of labels.Labels, so a series is found by comparing the two.
+func TestEncodedLabelsAreLabelsData(t *testing.T) {
+	require.True(t, stringLabels, "this build's labels.Labels is not the stringlabels one")
+	for _, long := range []int{0, 254, 255, 256, 70_000} {
+		ls := labels.FromStrings("__name__", "up", "instance", strings.Repeat("i", long), "job", "")
+		prefix := []byte("prefix")
+		enc := appendEncodedLabels(prefix, toBatchLabels(ls))
+		require.Equal(t, "prefix", string(enc[:6]))
+		require.Equal(t, *(*string)(unsafe.Pointer(&ls)), string(enc[6:]), "value of %d bytes", long)
+		require.Equal(t, labelsData(ls, nil), string(enc[6:]))
+		require.True(t, labels.Equal(ls, labelsFromData(enc[6:], toBatchLabels(ls))))
+	}
+}
