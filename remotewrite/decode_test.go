@@ -423,3 +423,17 @@ func TestDecodeV2MatchesGogo(t *testing.T) {
 		require.Equal(t, expected(lss, samples, hist, ex, typs), record(&d.b), "request %d", i)
 	}
 }
+
+// TestIsASCII: one byte with the high bit set, anywhere in strings of every length up to past
+// two rounds of the widest loop, is found; none, and the answer is true.
+func TestIsASCII(t *testing.T) {
+	for n := range 80 {
+		b := []byte(strings.Repeat("a", n))
+		require.True(t, isASCII(b), "length %d", n)
+		for i := range n {
+			b[i] = 0x80 | byte(i)
+			require.False(t, isASCII(b), "length %d, byte %d", n, i)
+			b[i] = 'a'
+		}
+	}
+}
