@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 	prommodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 
 	"github.com/anomaly-exporter/anomaly_exporter/backfill"
 	"github.com/anomaly-exporter/anomaly_exporter/config"
@@ -58,18 +60,24 @@ type persistence struct {
 	bf         *backfill.Backfiller
 	logger     *slog.Logger
 
-	ready    atomic.Bool // restored: samples may come in
+	lock     fileutil.Releaser // of --storage.path, held until the last checkpoint is written
+	ready    atomic.Bool       // restored: samples may come in
 	saving   atomic.Bool
 	wg       sync.WaitGroup
 	cancelBF context.CancelFunc
 }
 
 func newPersistence(f *persistenceFlags, configFile, dir string, store *detector.Store, reg prometheus.Registerer, logger *slog.Logger) (*persistence, error) {
+	lock, err := lockStorage(dir)
+	if err != nil {
+		return nil, err
+	}
 	ckpt, err := detector.NewCheckpointer(store, dir, reg)
 	if err != nil {
+		lock.Release()
 		return nil, fmt.Errorf("--storage.path: %w", err)
 	}
-	p := &persistence{f: f, configFile: configFile, store: store, ckpt: ckpt, logger: logger}
+	p := &persistence{f: f, configFile: configFile, store: store, ckpt: ckpt, logger: logger, lock: lock}
 	if f.backfillURL == "" {
 		return p, nil
 	}
@@ -196,6 +204,7 @@ func (p *persistence) stop() error {
 		p.cancelBF()
 	}
 	p.wg.Wait()
+	defer p.lock.Release()
 	if !p.ready.Load() {
 		return nil
 	}
@@ -203,4 +212,19 @@ func (p *persistence) stop() error {
 		return errors.New("the final checkpoint failed")
 	}
 	return nil
+}
+
+// lockFileName is the lock file in --storage.path, named as Prometheus names its own.
+const lockFileName = "lock"
+
+// lockStorage takes an exclusive lock on dir, as Prometheus does on its data directory: two
+// exporters pointed at one --storage.path would overwrite each other's checkpoints, each
+// restoring the other's series at its next start. The operating system releases the lock when
+// the process ends, however it ends, so a lock file left by a crash does not block a restart.
+func lockStorage(dir string) (fileutil.Releaser, error) {
+	lock, _, err := fileutil.Flock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil, fmt.Errorf("--storage.path: locking %s (is another anomaly_exporter using it?): %w", dir, err)
+	}
+	return lock, nil
 }
