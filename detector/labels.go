@@ -1,7 +1,6 @@
 package detector
 
 import (
-	"slices"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -26,42 +25,22 @@ var stringLabels = func() bool {
 		*(*string)(unsafe.Pointer(&ls)) == string(appendEncodedLabels(nil, toBatchLabels(ls)))
 }()
 
-// appendEncodedLabels appends the encoding of ls to b. It runs for every series of every
-// request: the size is summed first so that the bytes are written in place, with no capacity
-// check per string.
+// appendEncodedLabels appends the encoding of ls to b.
 func appendEncodedLabels(b []byte, ls []batch.Label) []byte {
-	size := 0
 	for i := range ls {
-		size += encodedLen(ls[i].Name) + encodedLen(ls[i].Value)
-	}
-	off := len(b)
-	b = slices.Grow(b, size)[:off+size]
-	for i := range ls {
-		off = putEncodedString(b, off, ls[i].Name)
-		off = putEncodedString(b, off, ls[i].Value)
+		b = appendEncodedString(b, ls[i].Name)
+		b = appendEncodedString(b, ls[i].Value)
 	}
 	return b
 }
 
-// encodedLen is the length of the encoding of s: its length prefix and its bytes.
-func encodedLen(s string) int {
-	if len(s) < 255 {
-		return 1 + len(s)
-	}
-	return 4 + len(s)
-}
-
-// putEncodedString writes the encoding of s at b[off:], which has room for it, and returns the
-// offset after it.
-func putEncodedString(b []byte, off int, s string) int {
+func appendEncodedString(b []byte, s string) []byte {
 	if n := len(s); n < 255 {
-		b[off] = byte(n)
-		off++
+		b = append(b, byte(n))
 	} else {
-		b[off], b[off+1], b[off+2], b[off+3] = 255, byte(n), byte(n>>8), byte(n>>16)
-		off += 4
+		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
 	}
-	return off + copy(b[off:], s)
+	return append(b, s...)
 }
 
 // labelsData returns the encoding of ls: its own string in the default build (no copy), else

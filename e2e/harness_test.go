@@ -237,25 +237,32 @@ func promQuery(addr, q string) ([]promSeries, error) {
 // startPrometheus runs Debian's prometheus with the given configuration on a free port.
 func startPrometheus(t *testing.T, cfg string, extra ...string) string {
 	t.Helper()
-	bin := lookBinary(t, "prometheus", "prometheus")
+	addr, _ := runPrometheus(t, "prometheus", lookBinary(t, "prometheus", "prometheus"), cfg, extra...)
+	return addr
+}
+
+// runPrometheus runs the Prometheus binary bin (Debian's, or the Prometheus 3 that make builds)
+// with the given configuration on a free port, and waits until it is ready.
+func runPrometheus(t *testing.T, name, bin, cfg string, extra ...string) (addr string, p *process) {
+	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
-	addr := freePort(t)
+	addr = freePort(t)
 	args := append([]string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
 		"--web.listen-address=" + addr,
 		"--log.level=warn",
 	}, extra...)
-	start(t, "prometheus", bin, args...)
-	eventually(t, 30*time.Second, "prometheus ready", func() error {
+	p = start(t, name, bin, args...)
+	eventually(t, 30*time.Second, name+" ready", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := httpGet(ctx, "http://"+addr+"/-/ready")
 		return err
 	})
-	return addr
+	return addr, p
 }
 
 // startExporter runs the exporter built from this tree with the given config file contents
