@@ -1,11 +1,12 @@
 package model
 
 // Instant is a sample time with what the model derives from the time alone: where it falls in
-// the day and the week, and the learning weights of the last gap and bucket visits seen with
-// it. The series of one scrape share their timestamp, and most of them the time since their
+// the day and the week, the bucket visits of the last first-seen time and the learning weights
+// of the last gap and bucket visits seen with it. The series of one scrape share their timestamp, and most of them the time since their
 // last sample, so a caller that scores many series at one timestamp computes this once (At)
 // and passes it to each ObserveAt, instead of every series paying for the calendar arithmetic
-// and the five or so expm1 of its weights. An Instant is working memory of one goroutine: it
+// and the five or so expm1 of its weights, and every young series the divisions that count its
+// visits. An Instant is working memory of one goroutine: it
 // remembers the last weights it computed.
 type Instant struct {
 	t int64
@@ -20,6 +21,16 @@ type Instant struct {
 	memoDt  float64
 	memoKey uint32
 	memo    weights
+	// visits holds the bucket visits counted last (clockAt).
+	visits visitsMemo
+}
+
+// visitsMemo is a clock's counts for models first seen in the bucket of hour hFirst, on
+// firstDay, valid when ok.
+type visitsMemo struct {
+	ok               bool
+	hFirst, firstDay int64
+	c                clock
 }
 
 // weights are the learning weights of one sample (see smoothingWeights and learnWeight).

@@ -665,20 +665,31 @@ func (m *Model) clockAt(in *Instant) clock {
 		c.visitsNone, c.visitsWeekly, c.weekdays, c.weekendDays = n, n, n, n
 		return c
 	}
-	m.countVisits(&c, h0)
+	// The counts depend on firstT only through the hour bucket and the day it falls in; the
+	// series first seen in one scrape share both, and with them the counts, which take a few
+	// dozen divisions.
+	hFirst, _ := hourBuckets(m.firstT)
+	firstDay := floorDiv(m.firstT, dayMs)
+	if v := &in.visits; v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
+		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
+		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		return c
+	}
+	countVisits(&c, h0, hFirst, firstDay)
+	in.visits = visitsMemo{ok: true, hFirst: hFirst, firstDay: firstDay, c: c}
 	return c
 }
 
-// countVisits fills in the counts of c, whose first bucket is hour h0.
-func (m *Model) countVisits(c *clock, h0 int64) {
-	hFirst, _ := hourBuckets(m.firstT)
+// countVisits fills in the counts of c, whose first bucket is hour h0, for a model whose first
+// sample fell in the bucket of hour hFirst and on firstDay.
+func countVisits(c *clock, h0, hFirst, firstDay int64) {
 	for i, h := range [2]int64{h0, h0 + 1} {
 		day := floorDiv(h, 24)
 		k := max(floorDiv(h-hFirst, 24), 0)
 		c.visitsDaily[i] = int(k) + 1
 		c.visitsDW[i] = sameTypeDays(day, k)
 	}
-	day, firstDay := floorDiv(c.t, dayMs), floorDiv(m.firstT, dayMs)
+	day := floorDiv(c.t, dayMs)
 	c.visitsNone = int(day-firstDay) + 1
 	c.visitsWeekly = sameTypeDays(day, day-firstDay)
 	if day == firstDay {

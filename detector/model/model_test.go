@@ -560,7 +560,7 @@ func TestClockSettled(t *testing.T) {
 		fast := m.clock(at)
 		slow := fast
 		h0, _ := hourBuckets(at)
-		m.countVisits(&slow, h0)
+		countVisits(&slow, h0, func() int64 { h, _ := hourBuckets(m.firstT); return h }(), floorDiv(m.firstT, dayMs))
 		for i := range 2 {
 			require.Equal(t, visitIndex(slow.visitsDaily[i]), visitIndex(fast.visitsDaily[i]))
 			require.Equal(t, visitIndex(slow.visitsDW[i]), visitIndex(fast.visitsDW[i]))
@@ -578,8 +578,9 @@ func TestClockSettled(t *testing.T) {
 }
 
 // TestObserveAtSharedInstant: models scored in turn through one Instant per timestamp, whose
-// weights memo is reused across them, end in exactly the state and results of Observe, with
-// models of different ages (visit counts), gaps and sampling intervals mixed.
+// memos of visit counts and weights are reused across them, end in exactly the state and
+// results of Observe, with models of different ages (visit counts), some first seen together,
+// gaps and sampling intervals mixed.
 func TestObserveAtSharedInstant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	s := DefaultSettings()
@@ -588,13 +589,16 @@ func TestObserveAtSharedInstant(t *testing.T) {
 	starts := [n]int64{}
 	for i := range starts {
 		starts[i] = ms(monday) + rng.Int64N(40)*dayMs + rng.Int64N(dayMs)
+		if i%2 == 1 {
+			starts[i] = starts[i-1] // first seen together: they share their visit counts
+		}
 	}
 	every := []int64{15_000, 60_000, 300_000}
 	end := ms(monday) + 60*dayMs
 	for ts := ms(monday); ts < end; ts += 15_000 * (1 + rng.Int64N(20)) {
 		in := At(ts)
 		for i := range shared {
-			if ts < starts[i] || (ts/15_000)%(every[i%len(every)]/15_000) != 0 {
+			if ts < starts[i] || (ts/15_000)%(every[i/2%len(every)]/15_000) != 0 {
 				continue
 			}
 			v := 100 + 10*math.Sin(float64(ts)/float64(dayMs)*2*math.Pi) + rng.NormFloat64()
