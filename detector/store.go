@@ -400,6 +400,14 @@ func (s *Store) Append(b *batch.Batch) error {
 	return nil
 }
 
+// instantOf returns the Instant of t, computed anew only when t is not the last one asked for.
+func (st *appendStats) instantOf(t int64) *model.Instant {
+	if !st.instantOK || st.instant.T() != t {
+		st.instant, st.instantOK = model.At(t), true
+	}
+	return &st.instant
+}
+
 // sortByShard fills order and start: a counting sort of the items by shard, stable.
 func (sc *appendScratch) sortByShard() {
 	sc.start = [numShards + 1]int32{}
@@ -435,7 +443,7 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 	for _, j := range group {
 		it := &sc.items[j]
 		if it.head = sh.index.first(it.hash); it.head >= 0 {
-			prefetchEntry(sh.at(it.head), it.samples[0].T)
+			prefetchEntry(sh.at(it.head), st.instantOf(it.samples[0].T))
 		}
 	}
 	for _, k := range group[:min(labelsAhead, len(group))] {
@@ -464,13 +472,13 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 // their address is in the entry, which must have arrived first.
 const labelsAhead = 2
 
-// prefetchEntry prefetches what scoring a sample at t reads of e: its fields up to the model, the
-// model's head and its hour buckets for t.
-func prefetchEntry(e *entry, t int64) {
+// prefetchEntry prefetches what scoring a sample at in reads of e: its fields up to the model,
+// the model's head and its hour buckets for in.
+func prefetchEntry(e *entry, in *model.Instant) {
 	const model0 = unsafe.Offsetof(e.stream) + unsafe.Offsetof(e.stream.Model)
 	p := uintptr(unsafe.Pointer(e))
 	prefetch(p, model0+model.HeadSize)
-	a, b := model.BucketOffsets(t)
+	a, b := in.BucketOffsets()
 	if b == a+model.BucketSize {
 		prefetch(p+model0+a, 2*model.BucketSize)
 		return
@@ -541,10 +549,7 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, enc []byte, ser *
 		return
 	}
 	for _, smp := range ser.Samples {
-		if !st.instantOK || st.instant.T() != smp.T {
-			st.instant, st.instantOK = model.At(smp.T), true
-		}
-		r, o := e.stream.PushAt(&st.instant, smp.V, set)
+		r, o := e.stream.PushAt(st.instantOf(smp.T), smp.V, set)
 		st.outcomes[o]++
 		switch o {
 		case Scored:
