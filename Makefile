@@ -16,7 +16,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 .PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest soak clean prometheus3
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## Build ./anomaly_exporter and ./anomalytool.
 	$(GO) build -ldflags '$(LDFLAGS)' -o anomaly_exporter ./cmd/anomaly_exporter
