@@ -136,6 +136,18 @@ const (
 	// tell apart.
 	peakLog = 32
 
+	// A daily profile that steps at an hour (a cron job, business hours, a scale-up at 09:00) is
+	// read as a ramp between the two bucket centres around it, half an hour on each side, and
+	// misses by half the step there every day: a band widened at that hour, and a level-only
+	// candidate that keeps up with the step nearly as well as the profile. So each hour learns
+	// whether the profile steps at its start: a sample between the two centres votes for the
+	// step when the step's squared error is lower than the ramp's by more than the noise
+	// variance, for the ramp when it is higher; the votes saturate at edgeVotes on either side
+	// (some days of the samples around that hour), and the profiles and hourly spread are read
+	// and learned as a step there while the step leads. A smooth profile never steps: the
+	// ramp fits it better.
+	edgeVotes = 16
+
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
@@ -153,6 +165,9 @@ const (
 	// flapping.
 	switchRatio = 0.64
 	stayRatio   = 0.9
+	// msrClipSigmas is where a candidate's residuals are clipped, in its own sigmas, before its
+	// mean squared error learns them.
+	msrClipSigmas = 6.0
 	// minDaysDaily is how much sample time the daily profile needs before it may be chosen: a
 	// day to learn it and a day in which its one-step error is measured out of sample.
 	minDaysDaily = 2
@@ -269,6 +284,10 @@ type Model struct {
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
 	// lastT so far, in 1/peakPerUnit sigma, folded into peak when that hour ends.
 	peak [24]uint8
+	// edge is, by hour of day (UTC), whether the daily profile steps at the start of that hour
+	// rather than ramping from the hour before: above 0, the profiles and the hourly spread are
+	// read and learned as a step there (see clock).
+	edge [24]int8
 	// hours are the seasonal buckets by hour of day (UTC), each hour's together: a sample
 	// reads and learns two neighbouring hours, which then share one or two cache lines.
 	hours [24]hourBucket
@@ -336,6 +355,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
 	}
 
+	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
+		m.learnEdge(&c, v-m.base-float64(m.offset[candDaily]))
+	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
 	a := m.choose(&c, s.Seasonality)
@@ -445,7 +467,17 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
 		}
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
-		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
+		// The candidates are compared on their ordinary errors: an anomaly, which every
+		// candidate misses but the one that follows the level misses least, must not make
+		// the model that expected something else look wrong and hand the score to the one
+		// that explains the anomaly away (a missed daily plateau, scored against a level that
+		// follows it within the hour).
+		sq := absRes * absRes
+		if warm {
+			cl := msrClipSigmas * madToSigma * float64(m.mad[k])
+			sq = min(sq, cl*cl)
+		}
+		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(sq-float64(m.msr[k])))
 		if k == a {
 			if scale[k] > 0 && warm {
 				z := math.Abs(res[k]) / scale[k]
@@ -494,6 +526,28 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.n++
 	}
 	return r
+}
+
+// learnEdge learns whether the daily profile steps at the hour between the two bucket centres of
+// c: e is the sample less the daily candidate's base and offset, which the ramp between the two
+// centres and the step at the hour each predict. The step wins a sample when its squared error is
+// lower by more than the variance of the noise, the ramp when the ramp's is; samples near a centre, where
+// both read the same bucket, tell nothing.
+func (m *Model) learnEdge(c *clock, e float64) {
+	a, b := float64(m.hours[c.hd[0]].daily), float64(m.hours[c.hd[1]].daily)
+	ramp := e - (a + c.wLin*(b-a))
+	step := e - a
+	if c.wLin >= 0.5 {
+		step = e - b
+	}
+	sigma := madToSigma * float64(m.mad[candDaily])
+	p := &m.edge[c.hd[1]]
+	switch d := ramp*ramp - step*step; {
+	case d > sigma*sigma && *p < edgeVotes:
+		*p++
+	case d < -sigma*sigma && *p > -edgeVotes:
+		*p--
+	}
 }
 
 // learnTail learns one standardised absolute residual z into the tail: the quantile is a
@@ -647,7 +701,10 @@ type clock struct {
 	// interpolation weights.
 	hd, ty [2]int
 	w      [2]float64
-	tyNow  int // day type of t
+	// wLin is the interpolation weight of the second bucket centre: w[1] unless the profiles
+	// step between the two, when w is 0 or 1 by the side of the hour t is on.
+	wLin  float64
+	tyNow int // day type of t
 	// visits of the buckets, including this one.
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
@@ -659,6 +716,13 @@ func (m *Model) clock(t int64) clock {
 	c := clock{t: t}
 	h0, w1 := hourBuckets(t)
 	c.w = [2]float64{1 - w1, w1}
+	c.wLin = w1
+	if m.edge[mod(h0+1, 24)] > 0 {
+		c.w = [2]float64{1, 0}
+		if w1 >= 0.5 {
+			c.w = [2]float64{0, 1}
+		}
+	}
 	for i, h := range [2]int64{h0, h0 + 1} {
 		c.hd[i] = int(mod(h, 24))
 		c.ty[i] = dayType(floorDiv(h, 24))

