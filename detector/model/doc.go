@@ -25,7 +25,9 @@
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
 // keeps its mean squared one-step error, computed before it learns the sample. The simplest
 // candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
-// root mean square), and a richer one keeps scoring while it stays a tenth lower. The squared
+// root mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the
+// level alone follows a smooth series within the hour and comes close to a season in one-step
+// error, and must not take the score back for a night and explain away what happens. The squared
 // errors are clipped at 6 sigmas of each candidate's own spread, so that the candidates are
 // compared on their ordinary errors: hours of an anomaly, which a level that follows it predicts
 // best, do not hand the score to that level and explain the anomaly away. The daily profile
