@@ -24,8 +24,8 @@
 //
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
 // keeps its mean squared one-step error, computed before it learns the sample. The simplest
-// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
-// root mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the
+// candidate scores unless a richer one has a mean squared error at least five ninths lower (a
+// third in root mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the
 // level alone follows a smooth series within the hour and comes close to a season in one-step
 // error, and must not take the score back for a night and explain away what happens. The squared
 // errors are clipped at 6 sigmas of each candidate's own spread, so that the candidates are

@@ -160,13 +160,17 @@ const (
 	spreadFloorShare = 0.7
 
 	// switchRatio is how much lower a richer candidate's mean squared error must be than the
-	// simpler one's to become active (a fifth lower in root mean square); stayRatio is the
-	// bound for staying active once it is: until the simpler one is a sixth lower. The gap
-	// between them keeps the choice from flapping. It is wide because the level alone, which
-	// follows the series within the hour, comes close to a season in one-step error on a
-	// smooth series: with a narrow gap it took the score back at night or after an unusual
-	// evening, and explained away whatever happened while it had it.
-	switchRatio = 0.64
+	// simpler one's to become active: a third lower in root mean square. Every candidate's
+	// offset takes up most of what its profile misses within hours, so that a small edge in
+	// one-step error is weak evidence of a season, and a profile of 24 or 48 buckets, each
+	// learned from a few days, brings the day-to-day noise of its buckets into the score (on
+	// NAB a fifth was worse on both halves). stayRatio is the bound for staying active once it
+	// is: until the simpler one is a sixth lower. The gap between them keeps the choice from
+	// flapping. It is wide because the level alone, which follows the series within the hour,
+	// comes close to a season in one-step error on a smooth series: with a narrow gap it took
+	// the score back at night or after an unusual evening, and explained away whatever happened
+	// while it had it.
+	switchRatio = 4.0 / 9
 	stayRatio   = 1.2
 	// msrClipSigmas is where a candidate's residuals are clipped, in its own sigmas, before its
 	// mean squared error learns them.
