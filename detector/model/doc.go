@@ -25,14 +25,12 @@
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
 // keeps its mean squared one-step error, computed before it learns the sample. The simplest
 // candidate scores unless a richer one has a mean squared error at least five ninths lower (a
-// third in root mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the
-// level alone follows a smooth series within the hour and comes close to a season in one-step
-// error, and must not take the score back for a night and explain away what happens. The squared
-// errors are clipped at 6 sigmas of each candidate's own spread, so that the candidates are
-// compared on their ordinary errors: hours of an anomaly, which a level that follows it predicts
-// best, do not hand the score to that level and explain the anomaly away. The daily profile
-// may be chosen after two days (one to learn it, one to test it out of sample), the weekly ones
-// after two weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
+// third in root mean square), and a richer one keeps scoring until a simpler one is a sixth
+// lower: the level alone follows a smooth series within the hour and comes close to a season in
+// one-step error, and must not take the score back for a night and explain away what happens.
+// The daily profile may be chosen after two days (one to learn it, one to test it out of sample),
+// the weekly ones after two weekdays and two weekend days. Settings.Seasonality forces a candidate
+// instead.
 //
 // The spread is the mean absolute one-step error, per candidate and, for the scoring candidate, per
 // hour of day, since many series are noisier at their peak. The band is never narrower than what

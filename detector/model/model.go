@@ -172,9 +172,6 @@ const (
 	// while it had it.
 	switchRatio = 4.0 / 9
 	stayRatio   = 1.2
-	// msrClipSigmas is where a candidate's residuals are clipped, in its own sigmas, before its
-	// mean squared error learns them.
-	msrClipSigmas = 6.0
 	// minDaysDaily is how much sample time the daily profile needs before it may be chosen: a
 	// day to learn it and a day in which its one-step error is measured out of sample.
 	minDaysDaily = 2
@@ -474,17 +471,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
 		}
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
-		// The candidates are compared on their ordinary errors: an anomaly, which every
-		// candidate misses but the one that follows the level misses least, must not make
-		// the model that expected something else look wrong and hand the score to the one
-		// that explains the anomaly away (a missed daily plateau, scored against a level that
-		// follows it within the hour).
-		sq := absRes * absRes
-		if warm {
-			cl := msrClipSigmas * madToSigma * float64(m.mad[k])
-			sq = min(sq, cl*cl)
-		}
-		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(sq-float64(m.msr[k])))
+		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
 		if k == a {
 			if scale[k] > 0 && warm {
 				z := math.Abs(res[k]) / scale[k]
