@@ -9,7 +9,13 @@
 // profile plus an offset: a level alone; a level with a 24-hour profile; a weekday level and a
 // weekend level; and a 24-hour profile for weekdays and another for weekends (days in UTC).
 // Profiles have one bucket per hour, read with linear interpolation between bucket centres so that
-// a smooth daily curve sampled every few minutes fits without steps. A bucket learns as the average
+// a smooth daily curve sampled every few minutes fits without steps. A profile that steps at an
+// hour (business hours, a cron job) is read as a step there instead: each hour keeps a saturating
+// vote, cast by the samples between the two centres around its start, on whether a step at the
+// start of the hour or the ramp between the centres predicts them better by more than the noise,
+// and the profiles and the hourly spread are read and learned as a step where the step leads. A
+// ramp fits a step at the hour by half the step an hour a day, which both widens the band there
+// and lets a level-only candidate keep up with the profile. A bucket learns as the average
 // of its first visits (so one day fills a daily profile) and then with a memory of about four
 // visits. The offset follows what the profile does not explain yet (today is busier than usual)
 // within hours, and hands it over to the profile as the profile learns it. All smoothing weights
@@ -18,10 +24,13 @@
 //
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
 // keeps its mean squared one-step error, computed before it learns the sample. The simplest
-// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
-// root mean square), and a richer one keeps scoring while it stays a tenth lower. The daily profile
-// may be chosen after two days (one to learn it, one to test it out of sample), the weekly ones
-// after two weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
+// candidate scores unless a richer one has a mean squared error at least five ninths lower (a
+// third in root mean square), and a richer one keeps scoring until a simpler one is a sixth
+// lower: the level alone follows a smooth series within the hour and comes close to a season in
+// one-step error, and must not take the score back for a night and explain away what happens.
+// The daily profile may be chosen after two days (one to learn it, one to test it out of sample),
+// the weekly ones after two weekdays and two weekend days. Settings.Seasonality forces a candidate
+// instead.
 //
 // The spread is the mean absolute one-step error, per candidate and, for the scoring candidate, per
 // hour of day, since many series are noisier at their peak. The band is never narrower than what

@@ -136,6 +136,18 @@ const (
 	// tell apart.
 	peakLog = 32
 
+	// A daily profile that steps at an hour (a cron job, business hours, a scale-up at 09:00) is
+	// read as a ramp between the two bucket centres around it, half an hour on each side, and
+	// misses by half the step there every day: a band widened at that hour, and a level-only
+	// candidate that keeps up with the step nearly as well as the profile. So each hour learns
+	// whether the profile steps at its start: a sample between the two centres votes for the
+	// step when the step's squared error is lower than the ramp's by more than the noise
+	// variance, for the ramp when it is higher; the votes saturate at edgeVotes on either side
+	// (some days of the samples around that hour), and the profiles and hourly spread are read
+	// and learned as a step there while the step leads. A smooth profile never steps: the
+	// ramp fits it better.
+	edgeVotes = 16
+
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
@@ -148,11 +160,18 @@ const (
 	spreadFloorShare = 0.7
 
 	// switchRatio is how much lower a richer candidate's mean squared error must be than the
-	// simpler one's to become active (a fifth lower in root mean square); stayRatio is the
-	// bound for staying active once it is. The gap between them keeps the choice from
-	// flapping.
-	switchRatio = 0.64
-	stayRatio   = 0.9
+	// simpler one's to become active: a third lower in root mean square. Every candidate's
+	// offset takes up most of what its profile misses within hours, so that a small edge in
+	// one-step error is weak evidence of a season, and a profile of 24 or 48 buckets, each
+	// learned from a few days, brings the day-to-day noise of its buckets into the score (on
+	// NAB a fifth was worse on both halves). stayRatio is the bound for staying active once it
+	// is: until the simpler one is a sixth lower. The gap between them keeps the choice from
+	// flapping. It is wide because the level alone, which follows the series within the hour,
+	// comes close to a season in one-step error on a smooth series: with a narrow gap it took
+	// the score back at night or after an unusual evening, and explained away whatever happened
+	// while it had it.
+	switchRatio = 4.0 / 9
+	stayRatio   = 1.2
 	// minDaysDaily is how much sample time the daily profile needs before it may be chosen: a
 	// day to learn it and a day in which its one-step error is measured out of sample.
 	minDaysDaily = 2
@@ -269,6 +288,10 @@ type Model struct {
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
 	// lastT so far, in 1/peakPerUnit sigma, folded into peak when that hour ends.
 	peak [24]uint8
+	// edge is, by hour of day (UTC), whether the daily profile steps at the start of that hour
+	// rather than ramping from the hour before: above 0, the profiles and the hourly spread are
+	// read and learned as a step there (see clock).
+	edge [24]int8
 	// hours are the seasonal buckets by hour of day (UTC), each hour's together: a sample
 	// reads and learns two neighbouring hours, which then share one or two cache lines.
 	hours [24]hourBucket
@@ -344,6 +367,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
 	}
 
+	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
+		m.learnEdge(&c, v-m.base-float64(m.offset[candDaily]))
+	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
 	a := m.choose(&c, s.Seasonality)
@@ -487,6 +513,28 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		m.n++
 	}
 	return r
+}
+
+// learnEdge learns whether the daily profile steps at the hour between the two bucket centres of
+// c: e is the sample less the daily candidate's base and offset, which the ramp between the two
+// centres and the step at the hour each predict. The step wins a sample when its squared error is
+// lower by more than the variance of the noise, the ramp when the ramp's is; samples near a centre, where
+// both read the same bucket, tell nothing.
+func (m *Model) learnEdge(c *clock, e float64) {
+	a, b := float64(m.hours[c.hd[0]].daily), float64(m.hours[c.hd[1]].daily)
+	ramp := e - (a + c.wLin*(b-a))
+	step := e - a
+	if c.wLin >= 0.5 {
+		step = e - b
+	}
+	sigma := madToSigma * float64(m.mad[candDaily])
+	p := &m.edge[c.hd[1]]
+	switch d := ramp*ramp - step*step; {
+	case d > sigma*sigma && *p < edgeVotes:
+		*p++
+	case d < -sigma*sigma && *p > -edgeVotes:
+		*p--
+	}
 }
 
 // learnTail learns one standardised absolute residual z into the tail: the quantile is a
@@ -640,7 +688,10 @@ type clock struct {
 	// interpolation weights.
 	hd, ty [2]int
 	w      [2]float64
-	tyNow  int // day type of t
+	// wLin is the interpolation weight of the second bucket centre: w[1] unless the profiles
+	// step between the two, when w is 0 or 1 by the side of the hour t is on.
+	wLin  float64
+	tyNow int // day type of t
 	// visits of the buckets, including this one.
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
@@ -653,10 +704,17 @@ func (m *Model) clock(t int64) clock {
 	return m.clockAt(&in)
 }
 
-// clockAt is the clock of in for this model: in's calendar, and the visits since firstT.
+// clockAt is the clock of in for this model: in's calendar, read as a step where the daily
+// profile steps (see edgeVotes), and the visits since firstT.
 func (m *Model) clockAt(in *Instant) clock {
 	t, h0 := in.t, in.h0
-	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, tyNow: in.tyNow}
+	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+	if m.edge[in.hd[1]] > 0 {
+		c.w = [2]float64{1, 0}
+		if in.w[1] >= 0.5 {
+			c.w = [2]float64{0, 1}
+		}
+	}
 	if t-m.firstT >= settledAfter {
 		// Every count is past where anything depends on it (profileVisits+1 visits, the days
 		// minWeekdays and minWeekendDays ask for).

@@ -136,7 +136,7 @@ func defaults() *Settings {
 func TestSizeWithinBudget(t *testing.T) {
 	// A million series in 552 MB of models: offsets in float32, run starts in seconds, hourly
 	// peaks in a byte each.
-	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(552))
+	require.LessOrEqual(t, unsafe.Sizeof(Model{}), uintptr(576))
 }
 
 func TestFirstSample(t *testing.T) {
@@ -580,7 +580,7 @@ func TestClockSettled(t *testing.T) {
 // TestObserveAtSharedInstant: models scored in turn through one Instant per timestamp, whose
 // memos of visit counts and weights are reused across them, end in exactly the state and
 // results of Observe, with models of different ages (visit counts), some first seen together,
-// gaps and sampling intervals mixed.
+// smooth and stepped daily profiles, gaps and sampling intervals mixed.
 func TestObserveAtSharedInstant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	s := DefaultSettings()
@@ -602,6 +602,9 @@ func TestObserveAtSharedInstant(t *testing.T) {
 				continue
 			}
 			v := 100 + 10*math.Sin(float64(ts)/float64(dayMs)*2*math.Pi) + rng.NormFloat64()
+			if i%4 >= 2 { // a profile that steps at hours: read and learned as steps there
+				v = businessHours(time.UnixMilli(ts).UTC()) + rng.NormFloat64()
+			}
 			got := shared[i].ObserveAt(&in, v, &s)
 			want := alone[i].Observe(ts, v, &s)
 			require.Equal(t, want, got, "series %d at %d", i, ts)
@@ -621,4 +624,31 @@ func TestInstantBucketOffsets(t *testing.T) {
 		wa, wb := BucketOffsets(ts)
 		require.Equal(t, [2]uintptr{wa, wb}, [2]uintptr{a, b}, "t=%d", ts)
 	}
+}
+
+// businessHours steps from 20 to 80 at 09:00 and back at 18:00 every day, like a service scaled
+// up for the working day or a batch that runs from cron.
+func businessHours(t time.Time) float64 {
+	if h := t.Hour(); h >= 9 && h < 18 {
+		return 80
+	}
+	return 20
+}
+
+// TestDailyStepsAreLearned: a daily profile that steps at an hour is learned as a step, not as a
+// ramp that misses by half the step at that hour every day, so that a day without the step is
+// flagged at once, and its days with the step are quiet.
+func TestDailyStepsAreLearned(t *testing.T) {
+	s := defaults()
+	var m Model
+	rng := rand.New(rand.NewPCG(5, 6))
+	ps := replay(&m, s, noisy(businessHours), rng, monday, at(days(14)), step)
+	require.LessOrEqual(t, share(between(ps, at(days(7)), at(days(14)))), 0.005)
+	// Day 14: the working day does not come.
+	off := func(time.Time) float64 { return 20 }
+	missed := replay(&m, s, noisy(off), rng, at(days(14)), at(days(14)+9*time.Hour+30*time.Minute), step)
+	missed = between(missed, at(days(14)+9*time.Hour), at(days(15)))
+	i := firstAbove(missed)
+	require.Equal(t, 0, i, "first score above 1 at %d", i)
+	require.Greater(t, share(missed), 0.5)
 }
