@@ -52,12 +52,15 @@
 // it stays finite); with Direction up or down, deviations to the other side score 0. At 4 sigmas a
 // series with normal errors leaves its band once in some ten thousand samples.
 //
-// A flatline scores too, whatever the direction: a run of steps smaller than 2% of the spread
-// scores its length over the length that the series' own rate of such steps makes a 1-in-10,000
-// event (at least 3, and 1.5 times the longest such run of the last days). Like a level change, a
-// flatline scores above 1 for five samples or 15 minutes and is then the new normal until the
-// series moves again. A series that is flat at least half the time is never flatlining, and one
-// that stays flat becomes flat in the model's eyes within hours.
+// A flatline scores too, whatever the direction: a run of samples that repeat the value exactly
+// (a stuck exporter, a rate of 0; equal within float rounding) scores its length over the length
+// that the series' own rate of repeats makes a 1-in-10,000 event (at least 3, and 1.5 times the
+// longest such run of the last days). Nothing short of a repeat counts: a tolerance relative to the
+// spread made every quiet spell of a spiky series (CPU at 2% with bursts to 60%, whose spread the
+// bursts set) a flatline. Like a level change, a flatline scores above 1 for five samples or 15
+// minutes and is then the new normal until the series moves again. A series that repeats itself at
+// least half the time is never flatlining, and one that stays flat becomes flat in the model's eyes
+// within hours.
 //
 // Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from the
 // first one. Scores are computed while learning, but the series should page no one.

@@ -161,8 +161,12 @@ const (
 	minWeekendDays = 2
 	minWeekdays    = 2
 
-	// flatRel: a step smaller than this fraction of the spread counts as no change.
-	flatRel = 0.02
+	// flatRel: a step no larger than this fraction of the value counts as no change. A
+	// flatline is a value that repeats exactly (a stuck exporter, a rate of 0, a sensor that
+	// stopped), whatever float rounding a rate computation leaves: a tolerance relative to the
+	// spread instead made every quiet spell of a series whose spread its spikes set (CPU at 2%
+	// with bursts to 60%) a flatline, and those were most of what it flagged.
+	flatRel = 1e-12
 	// flatMinRun is the shortest run of flat steps that scores above 1.
 	flatMinRun = 3
 	// flatOdds is how unlikely, by the learned rate of flat steps, a run must be to score above 1.
@@ -346,7 +350,7 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 	if floorDiv(t, dayMs) > floorDiv(m.lastT, dayMs) {
 		m.flatLongest -= m.flatLongest / 4
 	}
-	if math.Abs(v-m.lastV) <= max(flatRel*sigma[a], 1e-12*math.Abs(v)) {
+	if math.Abs(v-m.lastV) <= flatRel*math.Abs(v) {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
 	} else {
 		m.flatLongest = uint8(min(max(uint16(m.flatLongest), m.flatRun), math.MaxUint8))

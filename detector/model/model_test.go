@@ -488,6 +488,26 @@ func TestFlatlineOfAFlatSeriesIsNormal(t *testing.T) {
 	require.LessOrEqual(t, share(ps[len(ps)/2:]), 0.005)
 }
 
+func TestQuietSpellOfASpikySeriesIsNoFlatline(t *testing.T) {
+	// CPU at 2% with a burst to 60% for a quarter of an hour every day: right after a burst
+	// its spread is large, and the small moves between bursts are its normal, not a flatline.
+	g := func(t time.Time, rng *rand.Rand) float64 {
+		if t.Minute() < 15 && t.Hour() == 0 {
+			return 60 + 5*rng.NormFloat64()
+		}
+		return 2 + 0.2*rng.NormFloat64()
+	}
+	var m Model
+	ps := replay(&m, defaults(), g, rand.New(rand.NewPCG(5, 6)), monday, at(days(14)), step)
+	var quiet []point
+	for _, p := range between(ps, at(days(7)), at(days(14))) {
+		if p.v < 10 && p.Score > 1 {
+			quiet = append(quiet, p)
+		}
+	}
+	require.Empty(t, quiet)
+}
+
 func TestFlatlineBecomesNormal(t *testing.T) {
 	ps := inject(t, defaults(), 10*time.Hour, func(time.Time, float64, *rand.Rand) float64 { return 100 })
 	// A series that stays flat is, after a while, a flat series.
