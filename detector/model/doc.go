@@ -37,11 +37,12 @@
 // burst is flagged while it lasts. While a profile bucket is in its first visit it takes up the
 // whole error and the offset stays 0: there is no profile yet whose error the offset could be.
 // Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline.
-// Five errors in a row outside the band on the same side, spanning at least 15 minutes of sample
-// time, are a level change: the candidate jumps to the new level, so a lasting change is flagged
-// for five samples or 15 minutes, whichever is longer (long enough for an alert with a `for` of a
-// few minutes to fire once), and then is the new normal. The step is remembered for some hours, so
-// that a return to the level before it is normal too.
+// Three errors in a row outside the band on the same side whose scores stand for at least 15
+// minutes of sample time (a score stands until the next sample) are a level change: the candidate
+// jumps to the new level, so a lasting change is flagged for three samples or 15 minutes, whichever
+// is longer (long enough for an alert with a `for` of a few minutes to fire once, and no longer, as
+// // every sample flagged beyond that is one more false positive), and then is the new normal. The
+// step is remembered for some hours, so that a return to the level before it is normal too.
 //
 // # The score
 //
@@ -57,7 +58,7 @@
 // that the series' own rate of repeats makes a 1-in-10,000 event (at least 3, and 1.5 times the
 // longest such run of the last days). Nothing short of a repeat counts: a tolerance relative to the
 // spread made every quiet spell of a spiky series (CPU at 2% with bursts to 60%, whose spread the
-// bursts set) a flatline. Like a level change, a flatline scores above 1 for five samples or 15
+// bursts set) a flatline. Like a level change, a flatline scores above 1 for three samples or 15
 // minutes and is then the new normal until the series moves again. A series that repeats itself at
 // least half the time is never flatlining, and one that stays flat becomes flat in the model's eyes
 // within hours.

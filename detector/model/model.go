@@ -82,14 +82,19 @@ const (
 
 	// relevelRun out-of-band residuals in a row on the same side make a candidate jump its
 	// offset to the last of those samples: a lasting level change is flagged for that many
-	// samples, then becomes the new normal. The step is remembered, so that a return to the
-	// level before it is recognised as normal rather than flagged as a second change.
-	relevelRun = 5
-	// relevelMinDuration is the sample time a level change (or a flatline) is flagged at least,
-	// whatever the sampling rate: five samples of a 15-second scrape are over in 75 seconds,
-	// before any alert with a `for` could see them. Fifteen minutes lets an alert with `for`
-	// up to ten minutes fire once for a lasting change, which then becomes the new normal; at
-	// 5-minute sampling the five samples take longer than this anyway.
+	// samples (or relevelMinDuration), then becomes the new normal. The step is remembered, so
+	// that a return to the level before it is recognised as normal rather than flagged as a
+	// second change. Three rather than five: at 5-minute sampling three samples already hold
+	// the score above 1 for 15 minutes, and every sample flagged beyond what an alert needs is
+	// one more false positive for a change nobody minds.
+	relevelRun = 3
+	// relevelMinDuration is how long a level change (or a flatline) holds the score above 1 at
+	// least, whatever the sampling rate: three samples of a 15-second scrape are over in 45
+	// seconds, before any alert with a `for` could see them. Fifteen minutes lets an alert with
+	// `for` up to ten minutes fire once for a lasting change, which then becomes the new normal.
+	// A sample's score stands until the next sample, so the last flagged sample counts with the
+	// interval before it as the time its score stands: at 5-minute sampling three samples, at
+	// 15-second sampling the samples of 14m45s, then the next one is the new normal.
 	relevelMinDuration = 15 * 60_000
 
 	// The band is never narrower than what the series' own tail of standardised residuals
@@ -356,8 +361,9 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 		m.flatLongest = uint8(min(max(uint16(m.flatLongest), m.flatRun), math.MaxUint8))
 		m.flatRun, m.flatOver = 0, 0
 	}
-	// A flatline is flagged for relevelRun samples, like a level change, and then it is the
-	// new normal until the series moves again.
+	// A flatline is flagged for relevelRun samples and relevelMinDuration, like a level change,
+	// and then it is the new normal until the series moves again. The check is at the sample
+	// after the last flagged one, whose time is when that one's score stopped standing.
 	flat := m.flatScore()
 	if flat > 1 {
 		if m.flatOver == 0 {
@@ -477,7 +483,8 @@ func (m *Model) Observe(t int64, v float64, s *Settings) Result {
 			m.run[k] = sign(res[k])
 			m.runStart[k] = m.sec(t)
 		}
-		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k]) >= relevelMinDuration/1000 {
+		// The score of this sample, the last one flagged, stands for about dt more.
+		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
 				m.jump = f32(off - float64(m.offset[k]))

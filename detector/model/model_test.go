@@ -488,6 +488,25 @@ func TestFlatlineOfAFlatSeriesIsNormal(t *testing.T) {
 	require.LessOrEqual(t, share(ps[len(ps)/2:]), 0.005)
 }
 
+func TestLevelChangeAtFiveMinutesFlagsFifteen(t *testing.T) {
+	// At 5-minute sampling three flagged samples hold the score above 1 for 15 minutes, which
+	// is what an alert needs; a fourth would be one more false positive for the same change.
+	s := defaults()
+	var m Model
+	rng := rand.New(rand.NewPCG(3, 4))
+	replay(&m, s, noisy(flat), rng, monday, at(days(3)), step)
+	shift := at(days(3))
+	ps := replay(&m, s, func(t time.Time, rng *rand.Rand) float64 { return 100 + 30*noise + noise*rng.NormFloat64() },
+		rng, shift, shift.Add(time.Hour), step)
+	for i, p := range ps {
+		if i < 3 {
+			require.Greater(t, p.Score, 1.0, "sample %d of the change", i)
+		} else {
+			require.LessOrEqual(t, p.Score, 1.0, "sample %d of the change", i)
+		}
+	}
+}
+
 func TestQuietSpellOfASpikySeriesIsNoFlatline(t *testing.T) {
 	// CPU at 2% with a burst to 60% for a quarter of an hour every day: right after a burst
 	// its spread is large, and the small moves between bursts are its normal, not a flatline.
