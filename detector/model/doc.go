@@ -28,21 +28,26 @@
 // the series' own tail of standardised errors (error over the spread at the time) makes a
 // one-in-3300 event: the tail is modelled as peaks over its 2% quantile with an exponential tail
 // beyond, starting from a normal error's, so that a series whose normal has bursts or spikes now
-// and then learns them as normal, while one with normal errors keeps its 4-sigma band. A spike at
-// the same time every day (a backup, a cron job) is normal too: each hour of the day keeps a fading
-// peak of the standardised errors seen in it, which moves half way to a larger error at the end of
-// each visit and fades by about a fifth per visit otherwise, and the band within 15 minutes of that
-// hour is at least 1.25 times that peak. A daily spike is flagged on its first days, then learned;
-// a one-off fades within a week; and the hour in progress never widens its own band, so that a
-// burst is flagged while it lasts. While a profile bucket is in its first visit it takes up the
-// whole error and the offset stays 0: there is no profile yet whose error the offset could be.
-// Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline.
-// Three errors in a row outside the band on the same side whose scores stand for at least 15
-// minutes of sample time (a score stands until the next sample) are a level change: the candidate
-// jumps to the new level, so a lasting change is flagged for three samples or 15 minutes, whichever
-// is longer (long enough for an alert with a `for` of a few minutes to fire once, and no longer, as
-// // every sample flagged beyond that is one more false positive), and then is the new normal. The
-// step is remembered for some hours, so that a return to the level before it is normal too.
+// and then learns them as normal, while one with normal errors keeps its 4-sigma band. The tail is
+// never taken as lighter than a normal one relative to its quantile: when the quantile falls among
+// spikes of much the same height that come often (a job every hour), extrapolating the small
+// excess above it would put the band's edge among the spikes, each one then scoring near 1.
+//
+// A spike at the same time every day (a backup, a cron job) is normal too: each hour of the day
+// keeps a fading peak of the standardised errors seen in it, which moves half way to a larger error
+// at the end of each visit and fades by about a fifth per visit otherwise, and the band within 15
+// minutes of that hour is at least 1.25 times that peak. A daily spike is flagged on its first
+// days, then learned; a one-off fades within a week; and the hour in progress never widens its own
+// band, so that a burst is flagged while it lasts. While a profile bucket is in its first visit it
+// takes up the whole error and the offset stays 0: there is no profile yet whose error the offset
+// could be. Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the
+// baseline. Three errors in a row outside the band on the same side whose scores stand for at least
+// 15 minutes of sample time (a score stands until the next sample) are a level change: the
+// candidate jumps to the new level, so a lasting change is flagged for three samples or 15 minutes,
+// whichever is longer (long enough for an alert with a `for` of a few minutes to fire once, and no
+// longer, as every sample flagged beyond that is one more false positive), and then is the new
+// normal. The step is remembered for some hours, so that a return to the level before it is normal
+// too.
 //
 // # The score
 //

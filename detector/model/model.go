@@ -549,12 +549,18 @@ func (m *Model) peakAt(t int64) float64 {
 }
 
 // tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
-// standardised residuals is heavier than a normal one.
+// standardised residuals is heavier than a normal one. The mean excess is never taken as smaller,
+// relative to the quantile, than a normal residual's (tailB0/tailQ0, whatever the normal's
+// scale): when the quantile falls among regular spikes of much the same height (a job every
+// hour), the excess above it is small, and extrapolating that put the band's edge among the
+// spikes, so that every one of them scored near 1 (cpu_utilization_asg_misconfiguration in NAB:
+// 30 of its rows).
 func (m *Model) tailSigmas() float64 {
 	if m.tailQ <= 0 {
 		return bandSigmas
 	}
-	return max(bandSigmas, float64(m.tailQ)+float64(m.tailB)*tailLog)
+	q := float64(m.tailQ)
+	return max(bandSigmas, q+max(float64(m.tailB), tailB0/tailQ0*q)*tailLog)
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside
