@@ -17,11 +17,15 @@
 // no special case; a gap weighs at most an hour.
 //
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
-// keeps its mean squared one-step error, computed before it learns the sample. The simplest
-// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
-// root mean square), and a richer one keeps scoring while it stays a tenth lower. The daily profile
-// may be chosen after two days (one to learn it, one to test it out of sample), the weekly ones
-// after two weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
+// keeps its mean squared one-step error over about two days, computed before it learns the sample,
+// so that hours of an anomaly (an outage) do not hand the scoring to the candidate that absorbs it
+// fastest (a level without a season) just when the season is what tells the anomaly from the
+// normal. While a candidate's profile is in its first visit it has no prediction of its own to be
+// judged on, and is credited with the level candidate's error instead. The simplest candidate
+// scores unless a richer one has a mean squared error at least a third lower (a fifth in root mean
+// square), and a richer one keeps scoring while it stays a tenth lower. The daily profile may be
+// chosen after two days (one to learn it, one to test it out of sample), the weekly ones after two
+// weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
 //
 // The spread is the mean absolute one-step error, per candidate and, for the scoring candidate, per
 // hour of day, since many series are noisier at their peak. The band is never narrower than what

@@ -530,6 +530,27 @@ func TestHourlyJobIsWellInsideTheBand(t *testing.T) {
 	require.LessOrEqual(t, float64(n)/float64(len(late)), 0.002, "%d of %d samples above 0.8", n, len(late))
 }
 
+func TestOutageKeepsTheSeason(t *testing.T) {
+	// A partial outage takes a third off the series for five hours around its daily peak. The
+	// daily candidate misses by that much while a level without season catches up within the
+	// hour; hours of misses must not hand the scoring to it, or the outage is absorbed and the
+	// next day's peak is a surprise. (With a day's memory of the errors it did, at 14:55.)
+	var m Model
+	s := defaults()
+	rng := rand.New(rand.NewPCG(9, 10))
+	replay(&m, s, noisy(dailyOnly), rng, monday, at(days(14)), step)
+	require.Equal(t, SeasonDaily, m.season())
+	g := noisy(dailyOnly)
+	for tt := at(days(14)); tt.Before(at(days(16))); tt = tt.Add(step) {
+		v := g(tt, rng)
+		if !tt.Before(at(days(14)+11*time.Hour)) && tt.Before(at(days(14)+16*time.Hour)) {
+			v *= 2.0 / 3
+		}
+		m.Observe(ms(tt), v, s)
+		require.Equal(t, SeasonDaily, m.season(), "at %s", tt)
+	}
+}
+
 func TestQuietSpellOfASpikySeriesIsNoFlatline(t *testing.T) {
 	// CPU at 2% with a burst to 60% for a quarter of an hour every day: right after a burst
 	// its spread is large, and the small moves between bursts are its normal, not a flatline.
@@ -605,7 +626,7 @@ func TestLevelChangeOutlastsAlertFor(t *testing.T) {
 func TestSmoothingWeights(t *testing.T) {
 	for _, dt := range []float64{0, 1, 1000, 15_000, 60_000, 300_000, 1_800_000, 3_600_000} {
 		got := smoothingWeights(dt)
-		for i, tau := range []float64{tauOffsetNone, tauOffsetSeasonal, tauSpread, tauFlat} {
+		for i, tau := range []float64{tauOffsetNone, tauOffsetSeasonal, tauSpread, tauFlat, tauChoice} {
 			want := -math.Expm1(-dt / tau)
 			require.InEpsilon(t, want+1e-300, got[i]+1e-300, 1e-14, "dt %v tau %v", dt, tau)
 		}
