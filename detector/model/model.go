@@ -818,7 +818,8 @@ func sameTypeDays(day, k int64) int {
 // expm1(x)(expm1(x)(expm1(x)+3)+3), which keep its precision for small x and cost a few
 // multiplications instead of four more expm1 per sample.
 func smoothingWeights(dt float64) [5]float64 {
-	// The memories are an hour, 3 hours, a day, 6 hours and 2 days: 24 = 2·2·6, 6 = 2·3.
+	// The memories are an hour, 3 hours, a day, 6 hours and 2 days: 48 = 2·24, 24 = 2·2·6,
+	// 6 = 2·3.
 	const _ = uint(tauSpread/tauFlat-4) + uint(4-tauSpread/tauFlat) +
 		uint(tauFlat/tauOffsetSeasonal-2) + uint(2-tauFlat/tauOffsetSeasonal) +
 		uint(tauOffsetSeasonal/tauOffsetNone-3) + uint(3-tauOffsetSeasonal/tauOffsetNone) +
