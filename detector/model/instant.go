@@ -35,7 +35,7 @@ type visitsMemo struct {
 
 // weights are the learning weights of one sample (see smoothingWeights and learnWeight).
 type weights struct {
-	smooth          [4]float64
+	smooth          [5]float64
 	daily, dw       [2]float64
 	none, weeklyLvl float64
 }
