@@ -9,7 +9,13 @@
 // profile plus an offset: a level alone; a level with a 24-hour profile; a weekday level and a
 // weekend level; and a 24-hour profile for weekdays and another for weekends (days in UTC).
 // Profiles have one bucket per hour, read with linear interpolation between bucket centres so that
-// a smooth daily curve sampled every few minutes fits without steps. A bucket learns as the average
+// a smooth daily curve sampled every few minutes fits without steps. A profile that steps at an
+// hour (business hours, a cron job) is read as a step there instead: each hour keeps a saturating
+// vote, cast by the samples between the two centres around its start, on whether a step at the
+// start of the hour or the ramp between the centres predicts them better by more than the noise,
+// and the profiles and the hourly spread are read and learned as a step where the step leads. A
+// ramp fits a step at the hour by half the step an hour a day, which both widens the band there
+// and lets a level-only candidate keep up with the profile. A bucket learns as the average
 // of its first visits (so one day fills a daily profile) and then with a memory of about four
 // visits. The offset follows what the profile does not explain yet (today is busier than usual)
 // within hours, and hands it over to the profile as the profile learns it. All smoothing weights
@@ -17,9 +23,15 @@
 // no special case; a gap weighs at most an hour.
 //
 // Which seasons a series has is measured, not assumed: every candidate learns every sample and
-// keeps its mean squared one-step error, computed before it learns the sample. The simplest
-// candidate scores unless a richer one has a mean squared error at least a third lower (a fifth in
-// root mean square), and a richer one keeps scoring while it stays a tenth lower. The daily profile
+// keeps its mean squared one-step error over about two days, computed before it learns the sample,
+// so that hours of an anomaly (an outage) do not hand the scoring to the candidate that absorbs it
+// fastest (a level without a season) just when the season is what tells the anomaly from the
+// normal. While a candidate's profile is in its first visit it has no prediction of its own to be
+// judged on, and is credited with the level candidate's error instead. The simplest candidate
+// scores unless a richer one has a mean squared error at least five ninths lower (a third in root
+// mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the level
+// alone follows a smooth series within the hour and comes close to a season in one-step error,
+// and must not take the score back for a night and explain away what happens. The daily profile
 // may be chosen after two days (one to learn it, one to test it out of sample), the weekly ones
 // after two weekdays and two weekend days. Settings.Seasonality forces a candidate instead.
 //
@@ -28,20 +40,26 @@
 // the series' own tail of standardised errors (error over the spread at the time) makes a
 // one-in-3300 event: the tail is modelled as peaks over its 2% quantile with an exponential tail
 // beyond, starting from a normal error's, so that a series whose normal has bursts or spikes now
-// and then learns them as normal, while one with normal errors keeps its 4-sigma band. A spike at
-// the same time every day (a backup, a cron job) is normal too: each hour of the day keeps a fading
-// peak of the standardised errors seen in it, which moves half way to a larger error at the end of
-// each visit and fades by about a fifth per visit otherwise, and the band within 15 minutes of that
-// hour is at least 1.25 times that peak. A daily spike is flagged on its first days, then learned;
-// a one-off fades within a week; and the hour in progress never widens its own band, so that a
-// burst is flagged while it lasts. While a profile bucket is in its first visit it takes up the
-// whole error and the offset stays 0: there is no profile yet whose error the offset could be.
-// Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the baseline.
-// Five errors in a row outside the band on the same side, spanning at least 15 minutes of sample
-// time, are a level change: the candidate jumps to the new level, so a lasting change is flagged
-// for five samples or 15 minutes, whichever is longer (long enough for an alert with a `for` of a
-// few minutes to fire once), and then is the new normal. The step is remembered for some hours, so
-// that a return to the level before it is normal too.
+// and then learns them as normal, while one with normal errors keeps its 4-sigma band. The tail is
+// never taken as lighter than a normal one relative to its quantile: when the quantile falls among
+// spikes of much the same height that come often (a job every hour), extrapolating the small
+// excess above it would put the band's edge among the spikes, each one then scoring near 1.
+//
+// A spike at the same time every day (a backup, a cron job) is normal too: each hour of the day
+// keeps a fading peak of the standardised errors seen in it, which moves half way to a larger error
+// at the end of each visit and fades by about a fifth per visit otherwise, and the band within 15
+// minutes of that hour is at least 1.25 times that peak. A daily spike is flagged on its first
+// days, then learned; a one-off fades within a week; and the hour in progress never widens its own
+// band, so that a burst is flagged while it lasts. While a profile bucket is in its first visit it
+// takes up the whole error and the offset stays 0: there is no profile yet whose error the offset
+// could be. Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the
+// baseline. Three errors in a row outside the band on the same side whose scores stand for at least
+// 15 minutes of sample time (a score stands until the next sample) are a level change: the
+// candidate jumps to the new level, so a lasting change is flagged for three samples or 15 minutes,
+// whichever is longer (long enough for an alert with a `for` of a few minutes to fire once, and no
+// longer, as every sample flagged beyond that is one more false positive), and then is the new
+// normal. The step is remembered for some hours, so that a return to the level before it is normal
+// too.
 //
 // # The score
 //
@@ -52,12 +70,15 @@
 // it stays finite); with Direction up or down, deviations to the other side score 0. At 4 sigmas a
 // series with normal errors leaves its band once in some ten thousand samples.
 //
-// A flatline scores too, whatever the direction: a run of steps smaller than 2% of the spread
-// scores its length over the length that the series' own rate of such steps makes a 1-in-10,000
-// event (at least 3, and 1.5 times the longest such run of the last days). Like a level change, a
-// flatline scores above 1 for five samples or 15 minutes and is then the new normal until the
-// series moves again. A series that is flat at least half the time is never flatlining, and one
-// that stays flat becomes flat in the model's eyes within hours.
+// A flatline scores too, whatever the direction: a run of samples that repeat the value exactly
+// (a stuck exporter, a rate of 0; equal within float rounding) scores its length over the length
+// that the series' own rate of repeats makes a 1-in-10,000 event (at least 3, and 1.5 times the
+// longest such run of the last days). Nothing short of a repeat counts: a tolerance relative to the
+// spread made every quiet spell of a spiky series (CPU at 2% with bursts to 60%, whose spread the
+// bursts set) a flatline. Like a level change, a flatline scores above 1 for three samples or 15
+// minutes and is then the new normal until the series moves again. A series that repeats itself at
+// least half the time is never flatlining, and one that stays flat becomes flat in the model's eyes
+// within hours.
 //
 // Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from the
 // first one. Scores are computed while learning, but the series should page no one.

@@ -35,7 +35,7 @@ type visitsMemo struct {
 
 // weights are the learning weights of one sample (see smoothingWeights and learnWeight).
 type weights struct {
-	smooth          [4]float64
+	smooth          [5]float64
 	daily, dw       [2]float64
 	none, weeklyLvl float64
 }
@@ -60,8 +60,12 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 	jd := [2]int{visitIndex(c.visitsDaily[0]), visitIndex(c.visitsDaily[1])}
 	jw := [2]int{visitIndex(c.visitsDW[0]), visitIndex(c.visitsDW[1])}
 	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
-	// Each index is below len(visitLogKeep) <= 8: three bits each.
+	// Each index is below len(visitLogKeep) <= 8: three bits each; and whether the model reads
+	// the hour as a step, which sets the buckets' shares of the sample.
 	key := uint32(jd[0] | jd[1]<<3 | jw[0]<<6 | jw[1]<<9 | jn<<12 | jwk<<15)
+	if c.w != in.w {
+		key |= 1 << 18
+	}
 	if in.memoOK && in.memoDt == dtEff && in.memoKey == key {
 		return &in.memo
 	}

@@ -69,10 +69,16 @@ const (
 	// profile: longer, so that a slow departure from the profile (a missed daily peak) is seen
 	// rather than absorbed.
 	tauOffsetSeasonal = 3 * float64(hourMs)
-	// tauSpread is the memory of the spread and of the candidates' errors: a day, so that a day
-	// of each season weighs in the choice and a burst of noise is seen for hours before it is
-	// learned.
+	// tauSpread is the memory of the spread: a day, so that a burst of noise is seen for hours
+	// before it is learned.
 	tauSpread = float64(dayMs)
+	// tauChoice is the memory of the candidates' mean squared errors, by which the scoring one
+	// is chosen: two days, so that days of each season weigh in the choice, and hours of an
+	// anomaly (an outage) do not hand the scoring to the candidate that absorbs it fastest, a
+	// level without a season, just when the season is what tells the anomaly from the normal.
+	// With a memory of a day nyc_taxi changed its candidate 39 times in 215 days, 18 with two;
+	// a whole day without its daily peak (a holiday) still hands it over.
+	tauChoice = 2 * tauSpread
 	// profileVisits is the memory of a profile bucket in visits (days for the daily profile,
 	// weekdays or weekend days for the weekly ones). Until a bucket has had that many visits it
 	// learns as the average of its visits, so that one day fills a daily profile.
@@ -82,14 +88,19 @@ const (
 
 	// relevelRun out-of-band residuals in a row on the same side make a candidate jump its
 	// offset to the last of those samples: a lasting level change is flagged for that many
-	// samples, then becomes the new normal. The step is remembered, so that a return to the
-	// level before it is recognised as normal rather than flagged as a second change.
-	relevelRun = 5
-	// relevelMinDuration is the sample time a level change (or a flatline) is flagged at least,
-	// whatever the sampling rate: five samples of a 15-second scrape are over in 75 seconds,
-	// before any alert with a `for` could see them. Fifteen minutes lets an alert with `for`
-	// up to ten minutes fire once for a lasting change, which then becomes the new normal; at
-	// 5-minute sampling the five samples take longer than this anyway.
+	// samples (or relevelMinDuration), then becomes the new normal. The step is remembered, so
+	// that a return to the level before it is recognised as normal rather than flagged as a
+	// second change. Three rather than five: at 5-minute sampling three samples already hold
+	// the score above 1 for 15 minutes, and every sample flagged beyond what an alert needs is
+	// one more false positive for a change nobody minds.
+	relevelRun = 3
+	// relevelMinDuration is how long a level change (or a flatline) holds the score above 1 at
+	// least, whatever the sampling rate: three samples of a 15-second scrape are over in 45
+	// seconds, before any alert with a `for` could see them. Fifteen minutes lets an alert with
+	// `for` up to ten minutes fire once for a lasting change, which then becomes the new normal.
+	// A sample's score stands until the next sample, so the last flagged sample counts with the
+	// interval before it as the time its score stands: at 5-minute sampling three samples, at
+	// 15-second sampling the samples of 14m45s, then the next one is the new normal.
 	relevelMinDuration = 15 * 60_000
 
 	// The band is never narrower than what the series' own tail of standardised residuals
@@ -136,6 +147,18 @@ const (
 	// tell apart.
 	peakLog = 32
 
+	// A daily profile that steps at an hour (a cron job, business hours, a scale-up at 09:00) is
+	// read as a ramp between the two bucket centres around it, half an hour on each side, and
+	// misses by half the step there every day: a band widened at that hour, and a level-only
+	// candidate that keeps up with the step nearly as well as the profile. So each hour learns
+	// whether the profile steps at its start: a sample between the two centres votes for the
+	// step when the step's squared error is lower than the ramp's by more than the noise
+	// variance, for the ramp when it is higher; the votes saturate at edgeVotes on either side
+	// (some days of the samples around that hour), and the profiles and hourly spread are read
+	// and learned as a step there while the step leads. A smooth profile never steps: the
+	// ramp fits it better.
+	edgeVotes = 16
+
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
@@ -148,11 +171,18 @@ const (
 	spreadFloorShare = 0.7
 
 	// switchRatio is how much lower a richer candidate's mean squared error must be than the
-	// simpler one's to become active (a fifth lower in root mean square); stayRatio is the
-	// bound for staying active once it is. The gap between them keeps the choice from
-	// flapping.
-	switchRatio = 0.64
-	stayRatio   = 0.9
+	// simpler one's to become active: a third lower in root mean square. Every candidate's
+	// offset takes up most of what its profile misses within hours, so that a small edge in
+	// one-step error is weak evidence of a season, and a profile of 24 or 48 buckets, each
+	// learned from a few days, brings the day-to-day noise of its buckets into the score (on
+	// NAB a fifth was worse on both halves). stayRatio is the bound for staying active once it
+	// is: until the simpler one is a sixth lower. The gap between them keeps the choice from
+	// flapping. It is wide because the level alone, which follows the series within the hour,
+	// comes close to a season in one-step error on a smooth series: with a narrow gap it took
+	// the score back at night or after an unusual evening, and explained away whatever happened
+	// while it had it.
+	switchRatio = 4.0 / 9
+	stayRatio   = 1.2
 	// minDaysDaily is how much sample time the daily profile needs before it may be chosen: a
 	// day to learn it and a day in which its one-step error is measured out of sample.
 	minDaysDaily = 2
@@ -161,8 +191,12 @@ const (
 	minWeekendDays = 2
 	minWeekdays    = 2
 
-	// flatRel: a step smaller than this fraction of the spread counts as no change.
-	flatRel = 0.02
+	// flatRel: a step no larger than this fraction of the value counts as no change. A
+	// flatline is a value that repeats exactly (a stuck exporter, a rate of 0, a sensor that
+	// stopped), whatever float rounding a rate computation leaves: a tolerance relative to the
+	// spread instead made every quiet spell of a series whose spread its spikes set (CPU at 2%
+	// with bursts to 60%) a flatline, and those were most of what it flagged.
+	flatRel = 1e-12
 	// flatMinRun is the shortest run of flat steps that scores above 1.
 	flatMinRun = 3
 	// flatOdds is how unlikely, by the learned rate of flat steps, a run must be to score above 1.
@@ -242,8 +276,11 @@ type Model struct {
 	weekly [2]float32 // profile of candWeekly: weekday, weekend level
 	// mad is each candidate's mean absolute one-step residual: its spread.
 	mad [numCandidates]float32
-	// msr is each candidate's mean squared one-step residual, clipped: the measure by which
-	// candidates are compared, as it weighs the large misses that page someone.
+	// msr is each candidate's mean squared one-step residual, clipped, over tauChoice: the
+	// measure by which candidates are compared, as it weighs the large misses that page someone.
+	// While a candidate reads a profile bucket in its first visit it learns candNone's instead:
+	// it has no profile there to be judged on, and its first day's misses (the whole daily
+	// swing, with nothing learned) would otherwise keep it from being chosen for days.
 	msr [numCandidates]float32
 	// jump is the active candidate's last re-level step, fading; 0 if none.
 	jump float32
@@ -269,6 +306,10 @@ type Model struct {
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
 	// lastT so far, in 1/peakPerUnit sigma, folded into peak when that hour ends.
 	peak [24]uint8
+	// edge is, by hour of day (UTC), whether the daily profile steps at the start of that hour
+	// rather than ramping from the hour before: above 0, the profiles and the hourly spread are
+	// read and learned as a step there (see clock).
+	edge [24]int8
 	// hours are the seasonal buckets by hour of day (UTC), each hour's together: a sample
 	// reads and learns two neighbouring hours, which then share one or two cache lines.
 	hours [24]hourBucket
@@ -344,6 +385,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
 	}
 
+	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
+		m.learnEdge(&c, v-m.base-float64(m.offset[candDaily]))
+	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
 	a := m.choose(&c, s.Seasonality)
@@ -354,14 +398,15 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if floorDiv(t, dayMs) > floorDiv(m.lastT, dayMs) {
 		m.flatLongest -= m.flatLongest / 4
 	}
-	if math.Abs(v-m.lastV) <= max(flatRel*sigma[a], 1e-12*math.Abs(v)) {
+	if math.Abs(v-m.lastV) <= flatRel*math.Abs(v) {
 		m.flatRun = min(m.flatRun+1, math.MaxUint16)
 	} else {
 		m.flatLongest = uint8(min(max(uint16(m.flatLongest), m.flatRun), math.MaxUint8))
 		m.flatRun, m.flatOver = 0, 0
 	}
-	// A flatline is flagged for relevelRun samples, like a level change, and then it is the
-	// new normal until the series moves again.
+	// A flatline is flagged for relevelRun samples and relevelMinDuration, like a level change,
+	// and then it is the new normal until the series moves again. The check is at the sample
+	// after the last flagged one, whose time is when that one's score stopped standing.
 	flat := m.flatScore()
 	if flat > 1 {
 		if m.flatOver == 0 {
@@ -384,10 +429,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	lw := in.weights(dtEff, &c)
 	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
 	aSpread := max(lw.smooth[2], 1/float64(m.n))
+	aChoice := max(lw.smooth[4], 1/float64(m.n))
 	aFlat := lw.smooth[3]
 	aDaily, aDW := lw.daily, lw.dw
 	aNone, aWeekly := lw.none, lw.weeklyLvl
 	warm := m.n >= warmupSamples
+	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
 	for k := range numCandidates {
 		if k == a && m.snaps(res[k], band[k]) {
 			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
@@ -438,7 +485,13 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
 		}
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
-		m.msr[k] = f32(float64(m.msr[k]) + aSpread*(absRes*absRes-float64(m.msr[k])))
+		sq := absRes * absRes
+		if k == candNone {
+			sqNone = sq
+		} else if fresh {
+			sq = sqNone
+		}
+		m.msr[k] = f32(float64(m.msr[k]) + aChoice*(sq-float64(m.msr[k])))
 		if k == a {
 			if scale[k] > 0 && warm {
 				z := math.Abs(res[k]) / scale[k]
@@ -466,7 +519,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			m.run[k] = sign(res[k])
 			m.runStart[k] = m.sec(t)
 		}
-		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k]) >= relevelMinDuration/1000 {
+		// The score of this sample, the last one flagged, stands for about dt more.
+		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
 				m.jump = f32(off - float64(m.offset[k]))
@@ -487,6 +541,28 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		m.n++
 	}
 	return r
+}
+
+// learnEdge learns whether the daily profile steps at the hour between the two bucket centres of
+// c: e is the sample less the daily candidate's base and offset, which the ramp between the two
+// centres and the step at the hour each predict. The step wins a sample when its squared error is
+// lower by more than the variance of the noise, the ramp when the ramp's is; samples near a centre, where
+// both read the same bucket, tell nothing.
+func (m *Model) learnEdge(c *clock, e float64) {
+	a, b := float64(m.hours[c.hd[0]].daily), float64(m.hours[c.hd[1]].daily)
+	ramp := e - (a + c.wLin*(b-a))
+	step := e - a
+	if c.wLin >= 0.5 {
+		step = e - b
+	}
+	sigma := madToSigma * float64(m.mad[candDaily])
+	p := &m.edge[c.hd[1]]
+	switch d := ramp*ramp - step*step; {
+	case d > sigma*sigma && *p < edgeVotes:
+		*p++
+	case d < -sigma*sigma && *p > -edgeVotes:
+		*p--
+	}
 }
 
 // learnTail learns one standardised absolute residual z into the tail: the quantile is a
@@ -531,12 +607,18 @@ func (m *Model) peakAt(t int64) float64 {
 }
 
 // tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
-// standardised residuals is heavier than a normal one.
+// standardised residuals is heavier than a normal one. The mean excess is never taken as smaller,
+// relative to the quantile, than a normal residual's (tailB0/tailQ0, whatever the normal's
+// scale): when the quantile falls among regular spikes of much the same height (a job every
+// hour), the excess above it is small, and extrapolating that put the band's edge among the
+// spikes, so that every one of them scored near 1 (cpu_utilization_asg_misconfiguration in NAB:
+// 30 of its rows).
 func (m *Model) tailSigmas() float64 {
 	if m.tailQ <= 0 {
 		return bandSigmas
 	}
-	return max(bandSigmas, float64(m.tailQ)+float64(m.tailB)*tailLog)
+	q := float64(m.tailQ)
+	return max(bandSigmas, q+max(float64(m.tailB), tailB0/tailQ0*q)*tailLog)
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside
@@ -640,7 +722,10 @@ type clock struct {
 	// interpolation weights.
 	hd, ty [2]int
 	w      [2]float64
-	tyNow  int // day type of t
+	// wLin is the interpolation weight of the second bucket centre: w[1] unless the profiles
+	// step between the two, when w is 0 or 1 by the side of the hour t is on.
+	wLin  float64
+	tyNow int // day type of t
 	// visits of the buckets, including this one.
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
@@ -653,10 +738,17 @@ func (m *Model) clock(t int64) clock {
 	return m.clockAt(&in)
 }
 
-// clockAt is the clock of in for this model: in's calendar, and the visits since firstT.
+// clockAt is the clock of in for this model: in's calendar, read as a step where the daily
+// profile steps (see edgeVotes), and the visits since firstT.
 func (m *Model) clockAt(in *Instant) clock {
 	t, h0 := in.t, in.h0
-	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, tyNow: in.tyNow}
+	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+	if m.edge[in.hd[1]] > 0 {
+		c.w = [2]float64{1, 0}
+		if in.w[1] >= 0.5 {
+			c.w = [2]float64{0, 1}
+		}
+	}
 	if t-m.firstT >= settledAfter {
 		// Every count is past where anything depends on it (profileVisits+1 visits, the days
 		// minWeekdays and minWeekendDays ask for).
@@ -783,21 +875,24 @@ func sameTypeDays(day, k int64) int {
 }
 
 // smoothingWeights returns the weights 1-exp(-dt/tau) of a sample that stands for dt in the
-// memories of tauOffsetNone, tauOffsetSeasonal, tauSpread and tauFlat, from one expm1: the
-// others follow from it by expm1(2x) = expm1(x)(expm1(x)+2) and expm1(3x) =
+// memories of tauOffsetNone, tauOffsetSeasonal, tauSpread, tauFlat and tauChoice, from one
+// expm1: the others follow from it by expm1(2x) = expm1(x)(expm1(x)+2) and expm1(3x) =
 // expm1(x)(expm1(x)(expm1(x)+3)+3), which keep its precision for small x and cost a few
-// multiplications instead of three more expm1 per sample.
-func smoothingWeights(dt float64) [4]float64 {
-	// The memories are an hour, 3 hours, a day and 6 hours: 24 = 2·2·6, 6 = 2·3.
+// multiplications instead of four more expm1 per sample.
+func smoothingWeights(dt float64) [5]float64 {
+	// The memories are an hour, 3 hours, a day, 6 hours and 2 days: 48 = 2·24, 24 = 2·2·6,
+	// 6 = 2·3.
 	const _ = uint(tauSpread/tauFlat-4) + uint(4-tauSpread/tauFlat) +
 		uint(tauFlat/tauOffsetSeasonal-2) + uint(2-tauFlat/tauOffsetSeasonal) +
-		uint(tauOffsetSeasonal/tauOffsetNone-3) + uint(3-tauOffsetSeasonal/tauOffsetNone)
-	u24 := math.Expm1(-dt / tauSpread)
+		uint(tauOffsetSeasonal/tauOffsetNone-3) + uint(3-tauOffsetSeasonal/tauOffsetNone) +
+		uint(tauChoice/tauSpread-2) + uint(2-tauChoice/tauSpread)
+	u48 := math.Expm1(-dt / tauChoice)
+	u24 := u48 * (u48 + 2)
 	u12 := u24 * (u24 + 2)
 	u6 := u12 * (u12 + 2)
 	u3 := u6 * (u6 + 2)
 	u1 := u3 * (u3*(u3+3) + 3)
-	return [4]float64{-u1, -u3, -u24, -u6}
+	return [5]float64{-u1, -u3, -u24, -u6, -u48}
 }
 
 // visitIndex is the index in visitLogKeep of a bucket's visits-th visit.
