@@ -37,6 +37,23 @@ import (
 // metricNameLabel is the label that carries the metric name.
 const metricNameLabel = "__name__"
 
+// typeLabel and unitLabel are the labels a Prometheus with --enable-feature=type-and-unit-labels
+// adds to every series, carrying its metric metadata; Prometheus 3.15 sends types in no other
+// way. They are metadata, not identity: the decoder takes the type from __type__ and drops both,
+// so that a series keeps one identity whether its sender adds them or not, and the scores, which
+// are gauges, do not carry a __type__ that says counter.
+const (
+	typeLabel = "__type__"
+	unitLabel = "__unit__"
+)
+
+// typeNames are the values of __type__, as Prometheus writes them.
+var typeNames = map[string]batch.MetricType{
+	"counter": batch.Counter, "gauge": batch.Gauge, "histogram": batch.Histogram,
+	"gaugehistogram": batch.GaugeHistogram, "summary": batch.Summary, "info": batch.Info,
+	"stateset": batch.StateSet,
+}
+
 // reason says why the samples of a series were rejected; it is the reason label of
 // samples_rejected_total.
 type reason uint8
@@ -742,8 +759,12 @@ func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType
 		r = reasonTooManyLabels
 	} else {
 		var n int
-		n, name, r, bad, ok = d.checkLabels(ls, checkUTF8)
+		var labelType batch.MetricType
+		n, name, labelType, r, bad, ok = d.checkLabels(ls, checkUTF8)
 		if ok {
+			if typ == batch.Unknown {
+				typ = labelType
+			}
 			hi, shi := lo+n, len(d.samples)
 			d.labels = d.labels[:hi]
 			d.b.Series = append(d.b.Series, batch.Series{
@@ -777,10 +798,11 @@ func metricName(ls []batch.Label) string {
 func compareLabels(a, b batch.Label) int { return strings.Compare(a.Name, b.Name) }
 
 // checkLabels sorts ls by name in place if it is not sorted yet, validates it, and drops labels
-// with an empty value, which Prometheus treats as absent. It returns the number of labels kept
-// (they are ls[:n]) and the metric name; or, when the labels are invalid, ok false with the reason
+// with an empty value, which Prometheus treats as absent, and the metadata labels __type__ and
+// __unit__. It returns the number of labels kept (they are ls[:n]), the metric name and the type
+// __type__ gave (Unknown without it); or, when the labels are invalid, ok false with the reason
 // and the offending label name.
-func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name string, r reason, bad string, ok bool) {
+func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name string, typ batch.MetricType, r reason, bad string, ok bool) {
 	// One comparison per pair finds both disorder and duplicates in the common, sorted case.
 	for i := 1; i < len(ls); i++ {
 		a, b := ls[i-1].Name, ls[i].Name
@@ -789,38 +811,46 @@ func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name str
 		}
 		c := strings.Compare(a, b)
 		if c == 0 {
-			return 0, "", reasonDuplicateLabelName, ls[i].Name, false
+			return 0, "", 0, reasonDuplicateLabelName, ls[i].Name, false
 		}
 		if c > 0 {
 			slices.SortFunc(ls, compareLabels)
 			for j := 1; j < len(ls); j++ {
 				if ls[j-1].Name == ls[j].Name {
-					return 0, "", reasonDuplicateLabelName, ls[j].Name, false
+					return 0, "", 0, reasonDuplicateLabelName, ls[j].Name, false
 				}
 			}
 			break
 		}
 	}
 	if len(ls) > 0 && ls[0].Name == "" { // the empty name sorts first
-		return 0, "", reasonEmptyLabelName, "", false
+		return 0, "", 0, reasonEmptyLabelName, "", false
 	}
 	lim := d.lim
 	for i := range ls {
 		l := ls[i]
 		if lim.maxNameLen > 0 && len(l.Name) > lim.maxNameLen {
-			return 0, "", reasonLabelNameTooLong, l.Name, false
+			return 0, "", 0, reasonLabelNameTooLong, l.Name, false
 		}
 		if lim.maxValueLen > 0 && len(l.Value) > lim.maxValueLen {
-			return 0, "", reasonLabelValueTooLong, l.Name, false
+			return 0, "", 0, reasonLabelValueTooLong, l.Name, false
 		}
 		if checkUTF8 && (!utf8.ValidString(l.Name) || !utf8.ValidString(l.Value)) {
-			return 0, "", reasonInvalidUTF8, l.Name, false
+			return 0, "", 0, reasonInvalidUTF8, l.Name, false
 		}
 		if l.Value == "" {
 			continue
 		}
-		if l.Name == metricNameLabel {
-			name = l.Value
+		if len(l.Name) == len(metricNameLabel) && l.Name[0] == '_' { // the reserved names are all 8 bytes
+			switch l.Name {
+			case metricNameLabel:
+				name = l.Value
+			case typeLabel:
+				typ = typeNames[l.Value]
+				continue
+			case unitLabel:
+				continue
+			}
 		}
 		if n != i {
 			ls[n] = l
@@ -828,9 +858,9 @@ func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name str
 		n++
 	}
 	if name == "" {
-		return 0, "", reasonMissingMetricName, "", false
+		return 0, "", 0, reasonMissingMetricName, "", false
 	}
-	return n, name, 0, "", true
+	return n, name, typ, 0, "", true
 }
 
 // errTooManySeries is returned when a request has more series than MaxSeriesPerRequest.

@@ -437,3 +437,42 @@ func TestIsASCII(t *testing.T) {
 		}
 	}
 }
+
+// TestTypeAndUnitLabels: the __type__ and __unit__ labels of a Prometheus with
+// type-and-unit-labels are metadata: dropped from the series' labels, so that its identity and
+// its scores' labels do not change with the sender's feature flags, and __type__ gives the
+// metric type unless RW 2.0 metadata gave one; unsorted labels too.
+func TestTypeAndUnitLabels(t *testing.T) {
+	plain := []batch.Label{{Name: "__name__", Value: "emails_sent"}, {Name: "job", Value: "mail"}}
+	for _, tc := range []struct {
+		name string
+		in   ts
+		want batch.MetricType
+	}{
+		{"counter", series("__name__", "emails_sent", "__type__", "counter", "__unit__", "emails", "job", "mail"), batch.Counter},
+		{"gauge, unsorted", series("job", "mail", "__unit__", "emails", "__type__", "gauge", "__name__", "emails_sent"), batch.Gauge},
+		{"unknown value", series("__name__", "emails_sent", "__type__", "weird", "job", "mail"), batch.Unknown},
+		{"unit only", series("__name__", "emails_sent", "__unit__", "emails", "job", "mail"), batch.Unknown},
+		{"metadata wins", series("__name__", "emails_sent", "__type__", "counter", "job", "mail").typed(batch.Gauge), batch.Gauge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, p := range []struct {
+				name   string
+				data   []byte
+				decode func(*decoder, []byte) error
+			}{
+				{"v1", marshal(t, v1Message(nil, tc.in)), (*decoder).decodeV1},
+				{"v2", marshal(t, v2Message(tc.in)), (*decoder).decodeV2},
+			} {
+				if p.name == "v1" && tc.in.typ != batch.Unknown {
+					continue // RW 1.0 has no per-series type
+				}
+				d := &decoder{}
+				require.NoError(t, p.decode(d, p.data), p.name)
+				require.Len(t, d.b.Series, 1, p.name)
+				require.Equal(t, plain, d.b.Series[0].Labels, p.name)
+				require.Equal(t, tc.want, d.b.Series[0].Type, p.name)
+			}
+		})
+	}
+}
