@@ -90,7 +90,7 @@ func benchAppend(b *testing.B, s *Store) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	rounds, cpu0 := 0, processCPU()
+	rounds, cpu0 := 0, cpuNow()
 	for b.Loop() {
 		advance(bs)
 		for _, x := range bs {
@@ -99,7 +99,7 @@ func benchAppend(b *testing.B, s *Store) {
 		rounds++
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rounds*n), "ns/sample")
-	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(rounds*n), "cpu-ns/sample")
+	b.ReportMetric(float64((cpuNow()-cpu0).Nanoseconds())/float64(rounds*n), "cpu-ns/sample")
 }
 
 // BenchmarkWriteScores is one scrape of /scores (uncompressed) over 100k series, six lines each.

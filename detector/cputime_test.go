@@ -1,17 +1,10 @@
 package detector
 
 import (
-	"syscall"
 	"time"
+
+	"github.com/anomaly-exporter/anomaly_exporter/loadgen"
 )
 
-// processCPU is the CPU time this process has used, user and system. Benchmarks report it per
-// sample beside the wall time because the machines they run on are shared: wall time grows
-// with whatever else runs, CPU time much less.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// cpuNow is the CPU time of this process, user and system, for benchmarks to report per sample.
+func cpuNow() time.Duration { u, s := loadgen.CPUTime(); return u + s }

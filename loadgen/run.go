@@ -134,7 +134,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 	if o.Rate > 0 {
 		pace = &pacer{per: float64(time.Second) / o.Rate}
 	}
-	user0, sys0 := cpuTime()
+	user0, sys0 := CPUTime()
 	began := time.Now()
 	for _, w := range g.workers {
 		w.st = workerStats{status: map[int]int64{}}
@@ -151,7 +151,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 	stopHostile()
 	hwg.Wait()
 	elapsed := time.Since(began)
-	user1, sys1 := cpuTime()
+	user1, sys1 := CPUTime()
 
 	r := &Report{
 		Protocol: o.Protocol, URL: o.URL, Series: o.Series, Workers: len(g.workers),
