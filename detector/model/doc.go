@@ -47,11 +47,12 @@
 //
 // A spike at the same time every day (a backup, a cron job) is normal too: each hour of the day
 // keeps a fading peak of the standardised errors seen in it, which moves half way to a larger error
-// at the end of each visit and fades by about a fifth per visit otherwise, and the band within 15
-// minutes of that hour is at least 1.25 times that peak. A daily spike is flagged on its first
-// days, then learned; a one-off fades within a week; and the hour in progress never widens its own
-// band, so that a burst is flagged while it lasts. While a profile bucket is in its first visit it
-// takes up the whole error and the offset stays 0: there is no profile yet whose error the offset
+// at the end of each visit and otherwise fades by about a fifth per visit, but not below the
+// largest error of the visit, and the band within 15 minutes of that hour is at least 1.25 times
+// that peak. A daily spike is flagged on its first days, then learned, and settles at about 0.8
+// of the band (fading before rising, it settled just under the band's edge); a one-off fades
+// within a week; and the hour in progress never widens its own band, so that a burst is flagged
+// while it lasts. While a profile bucket is in its first visit it takes up the whole error and the offset stays 0: there is no profile yet whose error the offset
 // could be. Every update clips the error at 2.5 sigmas (Huber), so that a spike cannot drag the
 // baseline. Three errors in a row outside the band on the same side whose scores stand for at least
 // 15 minutes of sample time (a score stands until the next sample) are a level change: the
@@ -73,9 +74,10 @@
 // A flatline scores too, whatever the direction: a run of samples that repeat the value exactly
 // (a stuck exporter, a rate of 0; equal within float rounding) scores its length over the length
 // that the series' own rate of repeats makes a 1-in-10,000 event (at least 3, and 1.5 times the
-// longest such run of the last days). Nothing short of a repeat counts: a tolerance relative to the
-// spread made every quiet spell of a spiky series (CPU at 2% with bursts to 60%, whose spread the
-// bursts set) a flatline. Like a level change, a flatline scores above 1 for three samples or 15
+// longest such run of the last days); a shorter run adds nothing to the score, which would
+// otherwise rank a value repeated once or twice with deviations near the band's edge. Nothing
+// short of a repeat counts: a tolerance relative to the spread made every quiet spell of a spiky
+// series (CPU at 2% with bursts to 60%, whose spread the bursts set) a flatline. Like a level change, a flatline scores above 1 for three samples or 15
 // minutes and is then the new normal until the series moves again. A series that repeats itself at
 // least half the time is never flatlining, and one that stays flat becomes flat in the model's eyes
 // within hours.

@@ -741,3 +741,50 @@ func TestDailyStepsAreLearned(t *testing.T) {
 		require.Greater(t, p.Score, 1.0, "%s after 09:00", p.t.Sub(nine))
 	}
 }
+
+func TestDailySpikeSettlesInsideTheBand(t *testing.T) {
+	// A job at 03:00 every day lifts one sample by 20 sigmas, much the same each day. Once
+	// learned, the band at that hour is about peakBand times the spike, so that the spike scores
+	// near 1/peakBand, clear of the edge, rather than settling just under 1 (and over it on a
+	// day it is a little larger), where every day's spike competes with the rare events that a
+	// threshold below 1 is meant to find.
+	g := func(tm time.Time, rng *rand.Rand) float64 {
+		v := 100 + noise*rng.NormFloat64()
+		if tm.Hour() == 3 && tm.Minute() == 0 {
+			v += 20 * noise
+		}
+		return v
+	}
+	var m Model
+	ps := replay(&m, defaults(), g, rand.New(rand.NewPCG(5, 6)), monday, at(days(21)), step)
+	sum, n := 0.0, 0
+	for _, p := range between(ps, at(days(14)), at(days(21))) {
+		if p.t.Hour() == 3 && p.t.Minute() == 0 {
+			require.LessOrEqual(t, p.Score, 1.0, "spike of %s", p.t)
+			sum += p.Score
+			n++
+		}
+	}
+	require.Less(t, sum/float64(n), 0.87, "mean score of the spikes")
+}
+
+func TestShortRepeatScoresNothing(t *testing.T) {
+	// A value repeated once or twice is no flatline yet: its score is its deviation alone, not
+	// a share of the run that would be one, which would rank a repeat among real deviations.
+	s := defaults()
+	var m Model
+	rng := rand.New(rand.NewPCG(2, 7))
+	ps := replay(&m, s, noisy(flat), rng, monday, at(days(3)), step)
+	last := ps[len(ps)-1]
+	v := last.v
+	for i := 1; i <= 4; i++ {
+		r := m.Observe(ms(last.t.Add(time.Duration(i)*step)), v, s)
+		dev := math.Abs(v-r.Expected) / (r.Upper - r.Expected)
+		switch {
+		case i < flatMinRun:
+			require.InDelta(t, dev, r.Score, 1e-9, "repeat %d", i)
+		case i > flatMinRun:
+			require.Greater(t, r.Score, 1.0, "repeat %d", i)
+		}
+	}
+}
