@@ -285,22 +285,85 @@ func (d *decoder) parseV1(data []byte) error {
 
 // seriesV1 decodes one prometheus.TimeSeries. Labels take the most time, so the common encoding
 // of one (a label message shorter than 128 bytes holding a name and a value shorter than 128
-// bytes each, in field order) is decoded inline; anything else takes the general path.
+// bytes each, in field order) is decoded inline, and checked as it is read while the labels keep
+// to what checkLabels would accept as they are (sorted, within the limits, with values, without
+// __type__ or __unit__): then the series needs no second pass over its labels. Anything else
+// takes the general path and checkLabels.
 func (d *decoder) seriesV1(m []byte) error {
 	lo, slo := len(d.labels), len(d.samples)
+	labels := d.labels // written back at the end: the loop appends to a local
 	var hist, ex, nlabels int
-	// Label fields are checked for ASCII, hence valid UTF-8, in runs of adjacent ones (usually
-	// one run per series); only a series with a non-ASCII byte there gets per-string checks.
+	// Label fields are checked for ASCII, hence valid UTF-8, in one run over the leading label
+	// fields (senders write the labels first), and a label field after another field on its own;
+	// only a series with a non-ASCII byte there gets per-string checks.
 	ascii := true
 	whole := m
-	runStart, runEnd := 0, 0
+	leading := true // no other field seen yet: the label fields so far are whole[:len(whole)-len(m)]
+	labelsEnd := len(whole)
+	// checked says the labels so far are valid and need nothing of checkLabels; prev is the
+	// name of the last label, name the metric name.
+	checked := true
+	var prev, name string
+	maxName, maxValue, maxLabels := d.lim.maxNameLen, d.lim.maxValueLen, d.lim.maxLabels
+	if maxName == 0 {
+		maxName = math.MaxInt
+	}
+	if maxValue == 0 {
+		maxValue = math.MaxInt
+	}
+	if maxLabels == 0 {
+		maxLabels = math.MaxInt
+	}
 	for len(m) > 0 {
-		off := len(whole) - len(m)
+		// The run of label fields in the common encoding, read with their lengths checked once
+		// each and no bounds checks after: this loop is most of what a request costs to decode.
+		for checked && len(m) >= 6 {
+			p := unsafe.Pointer(unsafe.SliceData(m))
+			ll := int(*(*byte)(unsafe.Add(p, 1))) // the label message's length
+			n1 := int(*(*byte)(unsafe.Add(p, 3))) // the name's
+			if *(*byte)(p) != 1<<3|byte(protowire.BytesType) || ll >= 0x80 || 2+ll > len(m) ||
+				*(*byte)(unsafe.Add(p, 2)) != 1<<3|byte(protowire.BytesType) || n1 >= 0x80 || 4+n1 > ll {
+				break
+			}
+			q := unsafe.Add(p, 4+n1) // the value's tag
+			n2 := int(*(*byte)(unsafe.Add(q, 1)))
+			if *(*byte)(q) != 2<<3|byte(protowire.BytesType) || n2 >= 0x80 || 4+n1+n2 != ll || n1 == 0 || n2 == 0 ||
+				nlabels >= maxLabels || n1 > maxName || n2 > maxValue {
+				break
+			}
+			nb := unsafe.String((*byte)(unsafe.Add(p, 4)), n1)
+			if prev != "" && nb[0] <= prev[0] && nb <= prev {
+				break
+			}
+			vb := unsafe.String((*byte)(unsafe.Add(q, 2)), n2)
+			if n1 == len(metricNameLabel) && nb[0] == '_' {
+				if nb == typeLabel || nb == unitLabel {
+					break // metadata: checkLabels takes it out
+				}
+				if nb == metricNameLabel {
+					name = vb
+				}
+			}
+			prev = nb
+			nlabels++
+			labels = append(labels, batch.Label{Name: nb, Value: vb})
+			if !leading {
+				ascii = ascii && isASCII(m[:2+ll])
+			}
+			m = m[2+ll:]
+		}
+		if len(m) == 0 {
+			break
+		}
 		var v []byte
 		if len(m) >= 2 && m[0] == 1<<3|byte(protowire.BytesType) && m[1] < 0x80 && 2+int(m[1]) <= len(m) {
 			v = m[2 : 2+int(m[1])]
 			m = m[2+int(m[1]):]
+			if !leading {
+				ascii = ascii && isASCII(v)
+			}
 		} else {
+			start := len(whole) - len(m)
 			num, typ, n := consumeTag(m)
 			if n < 0 {
 				return wireError("TimeSeries", n)
@@ -312,6 +375,9 @@ func (d *decoder) seriesV1(m []byte) error {
 					return err
 				}
 				m = m[n:]
+				if leading {
+					leading, labelsEnd = false, start
+				}
 				continue
 			}
 			if typ != protowire.BytesType {
@@ -322,50 +388,71 @@ func (d *decoder) seriesV1(m []byte) error {
 				return wireError("TimeSeries", n)
 			}
 			m = m[n:]
-			switch num {
-			case 2:
-				s, err := sample(b)
-				if err != nil {
-					return err
+			if num != 1 {
+				if leading {
+					leading, labelsEnd = false, start
 				}
-				d.samples = append(d.samples, s)
-				continue
-			case 3:
-				ex++
-				continue
-			case 4:
-				hist++
+				switch num {
+				case 2:
+					s, err := sample(b)
+					if err != nil {
+						return err
+					}
+					d.samples = append(d.samples, s)
+				case 3:
+					ex++
+				case 4:
+					hist++
+				}
 				continue
 			}
 			v = b
+			if !leading {
+				ascii = ascii && isASCII(whole[start:len(whole)-len(m)])
+			}
 		}
 
-		var l batch.Label
-		fast := false
+		nlabels++
 		if len(v) >= 4 && v[0] == 1<<3|byte(protowire.BytesType) && v[1] < 0x80 {
 			n1 := int(v[1])
 			if 4+n1 <= len(v) && v[2+n1] == 2<<3|byte(protowire.BytesType) && v[3+n1] < 0x80 && 4+n1+int(v[3+n1]) == len(v) {
-				l = batch.Label{Name: alias(v[2 : 2+n1]), Value: alias(v[4+n1:])}
-				fast = true
+				if nlabels > maxLabels {
+					continue // the series is rejected whole; its labels are not kept
+				}
+				// Both strings alias the request (an empty one is "" whatever its pointer). The
+				// loop above took every label it could check; this one is not checked.
+				nb, vb := v[2:2+n1], v[4+n1:]
+				checked = false
+				labels = append(labels, batch.Label{
+					Name:  unsafe.String(unsafe.SliceData(nb), len(nb)),
+					Value: unsafe.String(unsafe.SliceData(vb), len(vb)),
+				})
+				continue
 			}
 		}
-		if !fast {
-			var err error
-			if l, err = labelV1(v); err != nil {
-				return err
-			}
+		l, err := labelV1(v)
+		if err != nil {
+			d.labels = labels
+			return err
 		}
-		if off != runEnd {
-			ascii = ascii && isASCII(whole[runStart:runEnd])
-			runStart = off
-		}
-		runEnd = len(whole) - len(m)
-		nlabels++
-		if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
-			d.labels = append(d.labels, l)
+		checked = false
+		if nlabels <= maxLabels {
+			labels = append(labels, l)
 		}
 	}
-	ascii = ascii && isASCII(whole[runStart:runEnd])
+	d.labels = labels
+	if leading {
+		labelsEnd = len(whole)
+	}
+	ascii = ascii && isASCII(whole[:labelsEnd])
+	if checked && ascii && name != "" && nlabels <= maxLabels {
+		d.seriesTotal++
+		hi, shi := len(d.labels), len(d.samples)
+		d.b.Series = append(d.b.Series, batch.Series{
+			Labels: d.labels[lo:hi:hi], Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
+		})
+		return nil
+	}
 	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
 	return nil
 }

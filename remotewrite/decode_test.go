@@ -476,3 +476,71 @@ func TestTypeAndUnitLabels(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeV1FastPathMatchesV2: RW 1.0 labels in their common encoding are checked as they are
+// read, and only the others go through checkLabels, which RW 2.0 always uses; so both decoders
+// must agree on every request: the series kept, their labels, and what was rejected and why,
+// under random limits, with labels unsorted, duplicated, empty, long, non-ASCII or __type__.
+func TestDecodeV1FastPathMatchesV2(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	names := []string{"up", "http_requests_total", "temp", "x"}
+	pick := func(ss ...string) string { return ss[r.IntN(len(ss))] }
+	for i := range 3000 {
+		var ss []ts
+		for range 1 + r.IntN(6) {
+			s := randomSeries(r, names)
+			s.typ = batch.Unknown // RW 1.0 carries no per-series type: both take __type__
+			switch r.IntN(8) {
+			case 0: // a duplicate name
+				s.labels = append(s.labels, s.labels[0], "dup")
+			case 1: // metadata labels
+				s.labels = append(s.labels, "__type__", pick("counter", "gauge", "nope"), "__unit__", "seconds")
+			case 2: // a label in the long encoding
+				s.labels = append(s.labels, "long", strings.Repeat("v", 100+r.IntN(100)))
+			case 3: // no metric name
+				s.labels = s.labels[2:]
+			case 4: // an empty name
+				s.labels = append(s.labels, "", "v")
+			}
+			ss = append(ss, s)
+		}
+		lim := limits{}
+		if r.IntN(2) == 0 {
+			lim = limits{maxLabels: 1 + r.IntN(8), maxNameLen: 1 + r.IntN(20), maxValueLen: 1 + r.IntN(40)}
+		}
+		d1, d2 := &decoder{lim: lim}, &decoder{lim: lim}
+		err1, err2 := d1.decodeV1(marshal(t, v1Message(nil, ss...))), d2.decodeV2(marshal(t, v2Message(ss...)))
+		require.Equal(t, err2 == nil, err1 == nil, "request %d: %v / %v", i, err1, err2)
+		if err1 != nil {
+			continue
+		}
+		require.Equal(t, record(&d2.b), record(&d1.b), "request %d", i)
+		require.Equal(t, d2.rejectedSeries, d1.rejectedSeries, "request %d", i)
+		require.Equal(t, d2.rejectedSamples, d1.rejectedSamples, "request %d", i)
+		require.Equal(t, d2.first, d1.first, "request %d", i)
+	}
+}
+
+// TestDecodeV1ExplicitEmptyValue: a sender may write an empty value as a field of length 0,
+// which the common encoding's fast path sees; the label is dropped as when the field is absent.
+func TestDecodeV1ExplicitEmptyValue(t *testing.T) {
+	label := func(name, value string) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, name)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		return protowire.AppendString(b, value)
+	}
+	var series []byte
+	for _, l := range [][2]string{{"__name__", "up"}, {"a", ""}, {"job", "x"}} {
+		series = protowire.AppendTag(series, 1, protowire.BytesType)
+		series = protowire.AppendBytes(series, label(l[0], l[1]))
+	}
+	series = protowire.AppendTag(series, 2, protowire.BytesType)
+	series = protowire.AppendBytes(series, marshal(t, &prompb.Sample{Value: 1, Timestamp: 1000}))
+	req := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), series)
+	d := &decoder{}
+	require.NoError(t, d.decodeV1(req))
+	require.Len(t, d.b.Series, 1)
+	require.Equal(t, []batch.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}}, d.b.Series[0].Labels)
+}
