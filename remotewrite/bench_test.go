@@ -105,6 +105,11 @@ func (w *discardResponseWriter) WriteHeader(code int)        { w.code = code }
 // than wall time on a shared machine; under `valgrind --tool=cachegrind` the instructions per
 // sample are exact.
 func BenchmarkIngest(b *testing.B) {
+	b.Run("v1", func(b *testing.B) { benchIngest(b, ctV1, func(ss []ts) []byte { return v1Body(b, nil, ss...) }) })
+	b.Run("v2", func(b *testing.B) { benchIngest(b, ctV2, func(ss []ts) []byte { return v2Body(b, ss...) }) })
+}
+
+func benchIngest(b *testing.B, contentType string, body func([]ts) []byte) {
 	const n, rounds = 100_000, 4
 	all := realisticSeries(n)
 	// Request bodies of every round up front: the benchmark measures the receiver only.
@@ -116,19 +121,19 @@ func BenchmarkIngest(b *testing.B) {
 				v := float64(i%100) + 10*math.Sin(float64(r)/8)
 				ss[i].samples = []batch.Sample{smp(1_700_000_000_000+int64(r)*15_000, v)}
 			}
-			bodies[r] = append(bodies[r], v1Body(b, nil, ss...))
+			bodies[r] = append(bodies[r], body(ss))
 		}
 	}
 	store := detector.NewStore(config.Default().StoreOptions(), nil)
 	h := NewHandler(Options{}, store, nil, nil)
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", nil)
-	req.Header.Set("Content-Type", ctV1)
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Content-Encoding", "snappy")
 	w := &discardResponseWriter{header: http.Header{}}
-	var body bytes.Reader
+	var rd bytes.Reader
 	send := func(data []byte) {
-		body.Reset(data)
-		req.Body, req.ContentLength = readCloser{&body}, int64(len(data))
+		rd.Reset(data)
+		req.Body, req.ContentLength = readCloser{&rd}, int64(len(data))
 		clear(w.header)
 		w.code = 0
 		h.ServeHTTP(w, req)

@@ -139,6 +139,9 @@ type decoder struct {
 	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
 	// rather than once per reference.
 	symbolsValid bool
+	// general sends every series through checkLabels, as if no label were in the common
+	// encoding: tests compare the two paths with it.
+	general bool
 
 	// Per request: how many series the request had, and what was rejected per reason.
 	seriesTotal     int
@@ -302,7 +305,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	labelsEnd := len(whole)
 	// checked says the labels so far are valid and need nothing of checkLabels; prev is the
 	// name of the last label, name the metric name.
-	checked := true
+	checked := !d.general
 	var prev, name string
 	maxName, maxValue, maxLabels := d.lim.maxNameLen, d.lim.maxValueLen, d.lim.maxLabels
 	if maxName == 0 {
@@ -674,6 +677,18 @@ func (d *decoder) parseV2(data []byte) error {
 	return nil
 }
 
+// shortVarint decodes a varint of one or two bytes at the start of p: a symbol reference below
+// 16384. n is 0 when p does not start with one.
+func shortVarint(p []byte) (v uint32, n int) {
+	switch {
+	case len(p) >= 1 && p[0] < 0x80:
+		return uint32(p[0]), 1
+	case len(p) >= 2 && p[1] < 0x80:
+		return uint32(p[0]&0x7f) | uint32(p[1])<<7, 2
+	}
+	return 0, 0
+}
+
 // symbol resolves a symbol reference, truncated to 32 bits as a uint32 field is.
 func (d *decoder) symbol(ref uint64) (string, error) {
 	r := uint32(ref)
@@ -689,27 +704,24 @@ func (d *decoder) seriesV2(m []byte) error {
 	var (
 		hist, ex, nlabels int
 		typ               = batch.Unknown
-		name              string
+		lname             string // the name of the pair being read
 		haveName          bool
 	)
-	// addRef pairs label references: the first of a pair is a name, the second its value.
-	addRef := func(ref uint64) error {
-		if uint64(uint32(ref)) >= uint64(len(d.symbols)) {
-			_, err := d.symbol(ref)
-			return err
-		}
-		s := d.symbols[uint32(ref)]
-		if !haveName {
-			name, haveName = s, true
-			return nil
-		}
-		haveName = false
-		nlabels++
-		if d.lim.maxLabels == 0 || nlabels <= d.lim.maxLabels {
-			d.labels = append(d.labels, batch.Label{Name: name, Value: s})
-		}
-		return nil
+	// checked says the labels so far are valid and need nothing of checkLabels, as in
+	// seriesV1; prev is the name of the last label, name the metric name.
+	checked := !d.general
+	var prev, name string
+	maxName, maxValue, maxLabels := d.lim.maxNameLen, d.lim.maxValueLen, d.lim.maxLabels
+	if maxName == 0 {
+		maxName = math.MaxInt
 	}
+	if maxValue == 0 {
+		maxValue = math.MaxInt
+	}
+	if maxLabels == 0 {
+		maxLabels = math.MaxInt
+	}
+	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
 		num, wt, n := consumeTag(m)
 		if n < 0 {
@@ -717,12 +729,58 @@ func (d *decoder) seriesV2(m []byte) error {
 		}
 		m = m[n:]
 		switch {
-		case num == 1 && wt == protowire.BytesType: // packed labels_refs
-			p, n := consumeBytes(m)
-			if n < 0 {
-				return wireError("TimeSeries", n)
+		case num == 1 && (wt == protowire.BytesType || wt == protowire.VarintType):
+			// labels_refs, packed (as senders write them) or one by one: the references pair
+			// up, the first of a pair a name, the second its value.
+			var p []byte
+			if wt == protowire.BytesType {
+				var n int
+				if p, n = consumeBytes(m); n < 0 {
+					return wireError("TimeSeries", n)
+				}
+				m = m[n:]
+			} else {
+				ref, n := consumeVarint(m)
+				if n < 0 {
+					return wireError("TimeSeries.labels_refs", n)
+				}
+				m = m[n:]
+				p = binary.AppendUvarint(unpacked[:0], ref)
+				checked = false
 			}
-			m = m[n:]
+			labels, symbols := d.labels, d.symbols
+			// Whole pairs of references below 16384 (one or two bytes each), checked as they are
+			// read: nearly every label of every series. What is left takes the loop after.
+			for checked && !haveName && len(p) >= 2 {
+				r1, n1 := shortVarint(p)
+				if n1 == 0 {
+					break
+				}
+				r2, n2 := shortVarint(p[n1:])
+				if n2 == 0 || int(r1) >= len(symbols) || int(r2) >= len(symbols) || nlabels >= maxLabels {
+					break
+				}
+				ln, lv := symbols[r1], symbols[r2]
+				if len(ln) == 0 || len(lv) == 0 || len(ln) > maxName || len(lv) > maxValue ||
+					prev != "" && ln[0] <= prev[0] && ln <= prev {
+					break
+				}
+				if len(ln) == len(metricNameLabel) && ln[0] == '_' {
+					if ln == typeLabel || ln == unitLabel {
+						break // metadata: checkLabels takes it out
+					}
+					if ln == metricNameLabel {
+						name = lv
+					}
+				}
+				prev = ln
+				nlabels++
+				labels = append(labels, batch.Label{Name: ln, Value: lv})
+				p = p[n1+n2:]
+			}
+			if len(p) > 0 {
+				checked = false
+			}
 			for len(p) > 0 {
 				// References below 16384 (one or two bytes) are decoded inline.
 				var ref uint64
@@ -734,23 +792,28 @@ func (d *decoder) seriesV2(m []byte) error {
 				default:
 					var n int
 					if ref, n = protowire.ConsumeVarint(p); n < 0 {
+						d.labels = labels
 						return wireError("TimeSeries.labels_refs", n)
 					}
 					p = p[n:]
 				}
-				if err := addRef(ref); err != nil {
+				if uint64(uint32(ref)) >= uint64(len(d.symbols)) {
+					d.labels = labels
+					_, err := d.symbol(ref)
 					return err
 				}
+				s := d.symbols[uint32(ref)]
+				if !haveName {
+					lname, haveName = s, true
+					continue
+				}
+				haveName = false
+				nlabels++
+				if nlabels <= maxLabels {
+					labels = append(labels, batch.Label{Name: lname, Value: s})
+				}
 			}
-		case num == 1 && wt == protowire.VarintType: // unpacked labels_refs
-			ref, n := consumeVarint(m)
-			if n < 0 {
-				return wireError("TimeSeries.labels_refs", n)
-			}
-			m = m[n:]
-			if err := addRef(ref); err != nil {
-				return err
-			}
+			d.labels = labels
 		case num >= 2 && num <= 5 && wt == protowire.BytesType:
 			v, n := consumeBytes(m)
 			if n < 0 {
@@ -789,6 +852,14 @@ func (d *decoder) seriesV2(m []byte) error {
 	}
 	if haveName {
 		return malformed("odd number of labels_refs")
+	}
+	if checked && d.symbolsValid && name != "" && nlabels <= maxLabels {
+		d.seriesTotal++
+		hi, shi := len(d.labels), len(d.samples)
+		d.b.Series = append(d.b.Series, batch.Series{
+			Labels: d.labels[lo:hi:hi], Type: typ, Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
+		})
+		return nil
 	}
 	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
 	return nil

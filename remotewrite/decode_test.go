@@ -477,11 +477,12 @@ func TestTypeAndUnitLabels(t *testing.T) {
 	}
 }
 
-// TestDecodeV1FastPathMatchesV2: RW 1.0 labels in their common encoding are checked as they are
-// read, and only the others go through checkLabels, which RW 2.0 always uses; so both decoders
-// must agree on every request: the series kept, their labels, and what was rejected and why,
-// under random limits, with labels unsorted, duplicated, empty, long, non-ASCII or __type__.
-func TestDecodeV1FastPathMatchesV2(t *testing.T) {
+// TestDecodeFastPathsMatchGeneral: labels in the common encoding are checked as they are read,
+// and only the others go through checkLabels; so both protocols, each with its fast path and
+// with every series sent through checkLabels (decoder.general), must agree on every request:
+// the series kept, their labels, and what was rejected and why, under random limits, with labels
+// unsorted, duplicated, empty, long, non-ASCII or __type__.
+func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	names := []string{"up", "http_requests_total", "temp", "x"}
 	pick := func(ss ...string) string { return ss[r.IntN(len(ss))] }
@@ -508,16 +509,30 @@ func TestDecodeV1FastPathMatchesV2(t *testing.T) {
 		if r.IntN(2) == 0 {
 			lim = limits{maxLabels: 1 + r.IntN(8), maxNameLen: 1 + r.IntN(20), maxValueLen: 1 + r.IntN(40)}
 		}
-		d1, d2 := &decoder{lim: lim}, &decoder{lim: lim}
-		err1, err2 := d1.decodeV1(marshal(t, v1Message(nil, ss...))), d2.decodeV2(marshal(t, v2Message(ss...)))
-		require.Equal(t, err2 == nil, err1 == nil, "request %d: %v / %v", i, err1, err2)
-		if err1 != nil {
-			continue
+		v1, v2 := marshal(t, v1Message(nil, ss...)), marshal(t, v2Message(ss...))
+		ref := &decoder{lim: lim, general: true}
+		refErr := ref.decodeV1(v1)
+		for _, c := range []struct {
+			name    string
+			general bool
+			decode  func(*decoder, []byte) error
+			data    []byte
+		}{
+			{"v1", false, (*decoder).decodeV1, v1},
+			{"v2", false, (*decoder).decodeV2, v2},
+			{"v2 general", true, (*decoder).decodeV2, v2},
+		} {
+			d := &decoder{lim: lim, general: c.general}
+			err := c.decode(d, c.data)
+			require.Equal(t, refErr == nil, err == nil, "request %d, %s: %v / %v", i, c.name, refErr, err)
+			if err != nil {
+				continue
+			}
+			require.Equal(t, record(&ref.b), record(&d.b), "request %d, %s", i, c.name)
+			require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d, %s", i, c.name)
+			require.Equal(t, ref.rejectedSamples, d.rejectedSamples, "request %d, %s", i, c.name)
+			require.Equal(t, ref.first, d.first, "request %d, %s", i, c.name)
 		}
-		require.Equal(t, record(&d2.b), record(&d1.b), "request %d", i)
-		require.Equal(t, d2.rejectedSeries, d1.rejectedSeries, "request %d", i)
-		require.Equal(t, d2.rejectedSamples, d1.rejectedSamples, "request %d", i)
-		require.Equal(t, d2.first, d1.first, "request %d", i)
 	}
 }
 
