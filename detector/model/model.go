@@ -160,6 +160,19 @@ const (
 	// ramp fits it better.
 	edgeVotes = 16
 
+	// A seasonal candidate judges an episode with the tail it had when the episode began: while
+	// its residuals stay beyond episodeShare of the band on one side, the tail's factor in the
+	// band is held where it was when that run began, though the tail goes on learning (the
+	// hourly peaks still count). A day without its daily peak (a holiday, a nightly job that did
+	// not run) departs from the profile by a little more at every sample, and the tail, whose
+	// quantile rises by tailStep at every residual above it, learned the departure as fast as it
+	// grew: a daily peak of 20 sigmas that did not come scored about 1 at single samples at
+	// most, which no alert with a `for` sees, and now is a level change. The level-only
+	// candidate is left alone: it lags a smooth series by construction, so that runs of large
+	// residuals on one side are how its normal comes; holding its tail too cost 3.4 standard
+	// points on NAB (machine_temperature: 15 rows above 1 outside the windows instead of 1).
+	episodeShare = 0.5
+
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
@@ -302,6 +315,11 @@ type Model struct {
 	// flatLongest is the longest run of flat steps lately seen to end (saturating), fading by a
 	// quarter at each midnight.
 	flatLongest uint8
+	// episodeSide is the side (+1, -1) of the active candidate's current episode, a run of
+	// residuals beyond episodeShare of the band on one side, or 0; episodeTail is the tail's
+	// band in sigmas (tailSigmas) when it began.
+	episodeSide int8
+	episodeTail float32
 
 	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
@@ -370,7 +388,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
 	m.foldPeak(t)
-	tailZ := max(m.tailSigmas(), peakBand*m.peakAt(t))
+	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(t)
+	tailZ := max(tailS, peakZ)
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
@@ -394,8 +413,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	a := m.choose(&c, s.Seasonality)
 	if a != int(m.active) {
 		m.jump = 0
+		m.episodeSide = 0
 	}
 	m.active = uint8(a)
+	if a != candNone && m.n >= warmupSamples {
+		m.episode(res[a], tailS, peakZ, tailZ, &sigma[a], &band[a], exp[a])
+	}
 	if floorDiv(t, dayMs) > floorDiv(m.lastT, dayMs) {
 		m.flatLongest -= m.flatLongest / 4
 	}
@@ -629,6 +652,25 @@ func (m *Model) tailSigmas() float64 {
 	}
 	q := float64(m.tailQ)
 	return max(bandSigmas, q+max(float64(m.tailB), tailB0/tailQ0*q)*tailLog)
+}
+
+// episode follows the active seasonal candidate's episode (see episodeShare) with its residual
+// res, and narrows its sigma and band to the tail the episode began with while it continues:
+// tailS is the tail's band in sigmas now, peakZ the peaks', tailZ the larger, which sigma and band
+// were computed with.
+func (m *Model) episode(res, tailS, peakZ, tailZ float64, sigma, band *float64, expected float64) {
+	held := max(min(tailS, float64(m.episodeTail)), peakZ)
+	switch {
+	case m.episodeSide != 0 && sign(res) == m.episodeSide && math.Abs(res) > episodeShare**band*held/tailZ:
+		if held < tailZ {
+			*sigma *= held / tailZ
+			*band = max(bandSigmas**sigma, floorRel*math.Abs(expected), floorAbs)
+		}
+	case math.Abs(res) > episodeShare**band:
+		m.episodeSide, m.episodeTail = sign(res), f32(tailS)
+	default:
+		m.episodeSide = 0
+	}
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside

@@ -353,6 +353,32 @@ func TestAnomaliesScoreAboveOne(t *testing.T) {
 	}
 }
 
+func TestMissedDailyPeakIsFlagged(t *testing.T) {
+	// A day without its daily peak (a holiday, a nightly job that did not run) departs from the
+	// daily profile by a little more at every sample. The band must not learn that departure as
+	// fast as it grows: when the tail learned from it, a peak of 20 sigmas that did not come
+	// scored about 1 at single samples at most, which no alert with a `for` sees. It is a level
+	// change: flagged for relevelRun samples in a row before the peak's time.
+	s := defaults()
+	m, rng := learned(t, noisy(dailyOnly), 3, s)
+	require.Equal(t, SeasonDaily, m.season())
+	holiday := func(_ time.Time, rng *rand.Rand) float64 { return 100 + noise*rng.NormFloat64() }
+	ps := replay(m, s, holiday, rng, at(days(21)), at(days(21)+14*time.Hour), step)
+	run, longest := 0, 0
+	for _, p := range ps {
+		run = (run + 1) * b2i(p.Score > 1)
+		longest = max(longest, run)
+	}
+	require.GreaterOrEqual(t, longest, relevelRun, "the missed peak was not flagged as a level change")
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestNoAnomalyNoScoreBeforeInjection(t *testing.T) {
 	// The control of TestAnomaliesScoreAboveOne: the same two days without an anomaly.
 	ps := inject(t, defaults(), days(3), func(_ time.Time, v float64, _ *rand.Rand) float64 { return v })
