@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -285,4 +286,17 @@ func startExporter(t *testing.T, cfg string, extra ...string) (addr string, p *p
 		return err
 	})
 	return addr, p
+}
+
+// scrapeScores scrapes /scores of the exporter at addr and parses it with Prometheus's text
+// parser, as a scrape would.
+func scrapeScores(addr string) (map[string]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := httpGet(ctx, "http://"+addr+"/scores")
+	if err != nil {
+		return nil, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(bytes.NewReader(b))
 }

@@ -1,21 +1,16 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -198,14 +193,7 @@ type scoreSample struct {
 
 // scoresByMetric reads /scores: by anomaly_metric, by output family, its one series.
 func scoresByMetric(exporter string) (map[string]map[string]scoreSample, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b, err := httpGet(ctx, (&url.URL{Scheme: "http", Host: exporter, Path: "/scores"}).String())
-	if err != nil {
-		return nil, err
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	mfs, err := scrapeScores(exporter)
 	if err != nil {
 		return nil, err
 	}

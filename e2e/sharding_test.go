@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -146,14 +144,7 @@ func expectedScores(job, target string) map[string]bool {
 
 // scoresOf reads the anomaly_score series on an exporter's /scores.
 func scoresOf(addr string) (map[string]bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b, err := httpGet(ctx, "http://"+addr+"/scores")
-	if err != nil {
-		return nil, err
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(bytes.NewReader(b))
+	mfs, err := scrapeScores(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -104,6 +104,22 @@ type limits struct {
 	maxLabels, maxNameLen, maxValueLen, maxSeries int
 }
 
+// unbounded returns the label limits with 0, no limit, as math.MaxInt, so that the hot loops
+// compare without a case for it.
+func (l limits) unbounded() (maxName, maxValue, maxLabels int) {
+	maxName, maxValue, maxLabels = l.maxNameLen, l.maxValueLen, l.maxLabels
+	if maxName == 0 {
+		maxName = math.MaxInt
+	}
+	if maxValue == 0 {
+		maxValue = math.MaxInt
+	}
+	if maxLabels == 0 {
+		maxLabels = math.MaxInt
+	}
+	return maxName, maxValue, maxLabels
+}
+
 // metaEntry is one RW 1.0 metric family's type.
 type metaEntry struct {
 	name string
@@ -307,16 +323,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	// name of the last label, name the metric name.
 	checked := !d.general
 	var prev, name string
-	maxName, maxValue, maxLabels := d.lim.maxNameLen, d.lim.maxValueLen, d.lim.maxLabels
-	if maxName == 0 {
-		maxName = math.MaxInt
-	}
-	if maxValue == 0 {
-		maxValue = math.MaxInt
-	}
-	if maxLabels == 0 {
-		maxLabels = math.MaxInt
-	}
+	maxName, maxValue, maxLabels := d.lim.unbounded()
 	for len(m) > 0 {
 		// The run of label fields in the common encoding, read with their lengths checked once
 		// each and no bounds checks after: this loop is most of what a request costs to decode.
@@ -449,11 +456,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	}
 	ascii = ascii && isASCII(whole[:labelsEnd])
 	if checked && ascii && name != "" && nlabels <= maxLabels {
-		d.seriesTotal++
-		hi, shi := len(d.labels), len(d.samples)
-		d.b.Series = append(d.b.Series, batch.Series{
-			Labels: d.labels[lo:hi:hi], Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
-		})
+		d.appendChecked(lo, slo, hist, ex, batch.Unknown)
 		return nil
 	}
 	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
@@ -711,16 +714,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	// seriesV1; prev is the name of the last label, name the metric name.
 	checked := !d.general
 	var prev, name string
-	maxName, maxValue, maxLabels := d.lim.maxNameLen, d.lim.maxValueLen, d.lim.maxLabels
-	if maxName == 0 {
-		maxName = math.MaxInt
-	}
-	if maxValue == 0 {
-		maxValue = math.MaxInt
-	}
-	if maxLabels == 0 {
-		maxLabels = math.MaxInt
-	}
+	maxName, maxValue, maxLabels := d.lim.unbounded()
 	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
 		num, wt, n := consumeTag(m)
@@ -854,11 +848,7 @@ func (d *decoder) seriesV2(m []byte) error {
 		return malformed("odd number of labels_refs")
 	}
 	if checked && d.symbolsValid && name != "" && nlabels <= maxLabels {
-		d.seriesTotal++
-		hi, shi := len(d.labels), len(d.samples)
-		d.b.Series = append(d.b.Series, batch.Series{
-			Labels: d.labels[lo:hi:hi], Type: typ, Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
-		})
+		d.appendChecked(lo, slo, hist, ex, typ)
 		return nil
 	}
 	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
@@ -899,6 +889,16 @@ func (d *decoder) metadataV2(b []byte) (int, error) {
 		}
 	}
 	return t, nil
+}
+
+// appendChecked ends a series whose labels, d.labels[lo:], were checked as they were read:
+// valid, sorted, with a metric name, nothing to drop; its samples are d.samples[slo:].
+func (d *decoder) appendChecked(lo, slo, hist, ex int, typ batch.MetricType) {
+	d.seriesTotal++
+	hi, shi := len(d.labels), len(d.samples)
+	d.b.Series = append(d.b.Series, batch.Series{
+		Labels: d.labels[lo:hi:hi], Type: typ, Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
+	})
 }
 
 // endSeries validates the series just decoded into the arenas from lo and slo on, and either keeps
