@@ -67,7 +67,11 @@
 // whichever is longer (long enough for an alert with a `for` of a few minutes to fire once, and no
 // longer, as every sample flagged beyond that is one more false positive), and then is the new
 // normal. The step is remembered for some hours, so that a return to the level before it is normal
-// too.
+// too. A level change is a change at every hour of the day: while a seasonal candidate remembers
+// its step, the hours it visits do not learn the step from the offset, and as the memory fades the
+// step moves from the offset into every hour of the profile at once (had each hour taken it from
+// the offset as it was visited, the hours not yet visited since the change would have been
+// expected at the old level again within hours).
 //
 // # The score
 //

@@ -176,8 +176,20 @@ const (
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
-	// tauJump is how long a re-level step is remembered to recognise a return.
+	// tauJump is how long a re-level step is remembered to recognise a return. While the
+	// active seasonal candidate remembers it, the step stays out of what its profile learns at
+	// the hours visited, and as it fades from memory it moves from the offset into every hour
+	// of the profile at once. A level change is a change at every hour of the day: when the
+	// offset handed the step to each bucket as it was visited instead (a fifth of it per
+	// hourly visit), the offset had lost most of it a few hours later, and the hours not yet
+	// visited since the change predicted the level before it again: after a drop of 15 sigmas
+	// at 10:00, the 13:00 hours were expected 6 sigmas too high, and at 23:00 9 sigmas. A
+	// return to the level before the step within tauJump still finds the step in the offset.
 	tauJump = 6 * float64(hourMs)
+	// jumpForget: a step that has faded to less than this share of the active candidate's
+	// spread is forgotten (what is left of it moves into the profile at once): a return by so
+	// little cannot be told from noise, and the profile is not shifted at every sample for weeks.
+	jumpForget = 0.5
 
 	// spreadFloorShare is the share of a candidate's overall spread below which its spread at a
 	// time of day cannot fall: the hourly spread rests on few samples, and must not make a
@@ -296,7 +308,9 @@ type Model struct {
 	// it has no profile there to be judged on, and its first day's misses (the whole daily
 	// swing, with nothing learned) would otherwise keep it from being chosen for days.
 	msr [numCandidates]float32
-	// jump is the active candidate's last re-level step, fading; 0 if none.
+	// jump is the active candidate's last re-level step, fading; 0 if none. jumpBack is true
+	// when the last step was a return to the level before a re-level (see snaps), which the
+	// profile learns as it is.
 	jump float32
 
 	// tailQ and tailB are the tailRate-quantile of the active candidate's standardised
@@ -320,6 +334,7 @@ type Model struct {
 	// band in sigmas (tailSigmas) when it began.
 	episodeSide int8
 	episodeTail float32
+	jumpBack    bool
 
 	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
@@ -381,7 +396,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	c := m.clockAt(in)
 	// The memory of a re-level fades: after a while the level before it is just a level.
 	if m.jump != 0 {
-		m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
+		m.fadeJump(dt)
 	}
 
 	// Predictions of every candidate, from the state before v.
@@ -464,6 +479,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
+			m.jumpBack = !m.jumpBack
 		}
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
@@ -479,6 +495,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		// prediction at t by itself, and over days the profile takes up a lasting level and the
 		// offset returns to 0.
 		e := float64(m.offset[k]) + psi
+		if k == a && k != candNone && !m.jumpBack {
+			e -= float64(m.jump) // see tauJump
+		}
 		switch k {
 		case candNone:
 			m.none = learn(m.none, e, aNone)
@@ -547,7 +566,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
-				m.jump = f32(off - float64(m.offset[k]))
+				m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
 			}
 			m.offset[k] = f32(off)
 			m.run[k] = 0
@@ -671,6 +690,36 @@ func (m *Model) episode(res, tailS, peakZ, tailZ float64, sigma, band *float64, 
 	default:
 		m.episodeSide = 0
 	}
+}
+
+// fadeJump lets the remembered re-level step fade over dt, and moves what faded of a re-level of
+// the active seasonal candidate from its offset into its whole profile (see tauJump).
+func (m *Model) fadeJump(dt float64) {
+	j := float64(m.jump) * math.Exp(-dt/tauJump)
+	if math.Abs(j) < jumpForget*float64(m.mad[m.active]) {
+		j = 0
+	}
+	if k := int(m.active); k != candNone && !m.jumpBack {
+		d := float64(m.jump) - j
+		m.offset[k] = f32(float64(m.offset[k]) - d)
+		switch k {
+		case candWeekly:
+			for i := range m.weekly {
+				m.weekly[i] = f32(float64(m.weekly[i]) + d)
+			}
+		case candDaily:
+			for h := range m.hours {
+				m.hours[h].daily = f32(float64(m.hours[h].daily) + d)
+			}
+		case candDailyWeekly:
+			for h := range m.hours {
+				for i := range m.hours[h].dw {
+					m.hours[h].dw[i] = f32(float64(m.hours[h].dw[i]) + d)
+				}
+			}
+		}
+	}
+	m.jump = f32(j)
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside
