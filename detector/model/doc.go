@@ -46,8 +46,9 @@
 // excess above it would put the band's edge among the spikes, each one then scoring near 1.
 // A seasonal candidate judges an episode with the tail it had when the episode began: while its
 // residuals stay beyond half the band on one side, the tail's factor in the band is held there,
-// though the tail goes on learning. A day without its daily peak (a holiday, a nightly job that did not
-// run) departs from the profile by a little more at every sample, and a tail that learned the
+// though the tail goes on learning, and the hourly spread learns its residuals clipped at 2.5
+// sigmas, like the rest of the state, rather than at 20. A day without its daily peak (a holiday,
+// a nightly job that did not run) departs from the profile by a little more at every sample, and a tail that learned the
 // departure as fast as it grew kept a missed peak of 20 sigmas at about 1, never flagged; now it
 // is a level change. The level-only candidate's tail is not held: it lags a smooth series by
 // construction, so that runs of large residuals on one side are part of its normal.

@@ -171,6 +171,10 @@ const (
 	// candidate is left alone: it lags a smooth series by construction, so that runs of large
 	// residuals on one side are how its normal comes; holding its tail too cost 3.4 standard
 	// points on NAB (machine_temperature: 15 rows above 1 outside the windows instead of 1).
+	// The hourly spread, which learns with the weight of a profile visit, would learn the
+	// departure nearly as fast: within an episode it learns the residuals clipped at clipSigmas,
+	// like every other state, rather than at spreadClipSigmas. Without that, a missed daily
+	// peak's hourly spread grew 2.5-fold in three hours, and the band with it.
 	episodeShare = 0.5
 
 	// maxStep is the most time one sample stands for in any smoothing weight.
@@ -545,8 +549,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 					m.peakNow = max(m.peakNow, uint16(min(z*peakPerUnit, math.MaxUint16)))
 				}
 			}
+			hs := absRes
+			if k != candNone && m.episodeSide != 0 && sign(res[k]) == m.episodeSide && warm {
+				hs = min(hs, clipSigmas*band[k]/bandSigmas) // see episodeShare
+			}
 			for i, hd := range c.hd {
-				m.hours[hd].spread = learn(m.hours[hd].spread, absRes-spreadNow, aDaily[i])
+				m.hours[hd].spread = learn(m.hours[hd].spread, hs-spreadNow, aDaily[i])
 			}
 		}
 
