@@ -6,8 +6,11 @@
 // # The model
 //
 // Every series runs four candidate models side by side, each predicting the next sample as a
-// profile plus an offset: a level alone; a level with a 24-hour profile; a weekday level and a
-// weekend level; and a 24-hour profile for weekdays and another for weekends (days in UTC).
+// profile plus an offset: a level alone, which follows a damped trend (Holt's linear method: the
+// slope learns the level's corrections per hour over about three hours and fades over six, so
+// that a ramp is followed rather than lagged by the level's memory); a level with a 24-hour
+// profile; a weekday level and a weekend level; and a 24-hour profile for weekdays and another for
+// weekends (days in UTC).
 // Profiles have one bucket per hour, read with linear interpolation between bucket centres so that
 // a smooth daily curve sampled every few minutes fits without steps. A profile that steps at an
 // hour (business hours, a cron job) is read as a step there instead: each hour keeps a saturating
@@ -27,7 +30,9 @@
 // so that hours of an anomaly (an outage) do not hand the scoring to the candidate that absorbs it
 // fastest (a level without a season) just when the season is what tells the anomaly from the
 // normal. While a candidate's profile is in its first visit it has no prediction of its own to be
-// judged on, and is credited with the level candidate's error instead. The simplest candidate
+// judged on, and is credited with the level candidate's error instead. The level candidate's error
+// is measured without its trend's step for the sample: a season that a profile knows ahead is
+// what the trend learns only after the fact. The simplest candidate
 // scores unless a richer one has a mean squared error at least five ninths lower (a third in root
 // mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the level
 // alone follows a smooth series within the hour and comes close to a season in one-step error,
