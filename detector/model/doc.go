@@ -6,8 +6,11 @@
 // # The model
 //
 // Every series runs four candidate models side by side, each predicting the next sample as a
-// profile plus an offset: a level alone; a level with a 24-hour profile; a weekday level and a
-// weekend level; and a 24-hour profile for weekdays and another for weekends (days in UTC).
+// profile plus an offset: a level alone, which follows a damped trend (Holt's linear method: the
+// slope learns the level's corrections per hour over about three hours and fades over six, so
+// that a ramp is followed rather than lagged by the level's memory); a level with a 24-hour
+// profile; a weekday level and a weekend level; and a 24-hour profile for weekdays and another for
+// weekends (days in UTC).
 // Profiles have one bucket per hour, read with linear interpolation between bucket centres so that
 // a smooth daily curve sampled every few minutes fits without steps. A profile that steps at an
 // hour (business hours, a cron job) is read as a step there instead: each hour keeps a saturating
@@ -27,7 +30,9 @@
 // so that hours of an anomaly (an outage) do not hand the scoring to the candidate that absorbs it
 // fastest (a level without a season) just when the season is what tells the anomaly from the
 // normal. While a candidate's profile is in its first visit it has no prediction of its own to be
-// judged on, and is credited with the level candidate's error instead. The simplest candidate
+// judged on, and is credited with the level candidate's error instead. The level candidate's error
+// is measured without its trend's step for the sample: a season that a profile knows ahead is
+// what the trend learns only after the fact. The simplest candidate
 // scores unless a richer one has a mean squared error at least five ninths lower (a third in root
 // mean square), and a richer one keeps scoring until a simpler one is a sixth lower: the level
 // alone follows a smooth series within the hour and comes close to a season in one-step error,
@@ -46,8 +51,9 @@
 // excess above it would put the band's edge among the spikes, each one then scoring near 1.
 // A seasonal candidate judges an episode with the tail it had when the episode began: while its
 // residuals stay beyond half the band on one side, the tail's factor in the band is held there,
-// though the tail goes on learning. A day without its daily peak (a holiday, a nightly job that did not
-// run) departs from the profile by a little more at every sample, and a tail that learned the
+// though the tail goes on learning, and the hourly spread learns its residuals clipped at 2.5
+// sigmas, like the rest of the state, rather than at 20. A day without its daily peak (a holiday,
+// a nightly job that did not run) departs from the profile by a little more at every sample, and a tail that learned the
 // departure as fast as it grew kept a missed peak of 20 sigmas at about 1, never flagged; now it
 // is a level change. The level-only candidate's tail is not held: it lags a smooth series by
 // construction, so that runs of large residuals on one side are part of its normal.
@@ -67,7 +73,11 @@
 // whichever is longer (long enough for an alert with a `for` of a few minutes to fire once, and no
 // longer, as every sample flagged beyond that is one more false positive), and then is the new
 // normal. The step is remembered for some hours, so that a return to the level before it is normal
-// too.
+// too. A level change is a change at every hour of the day: while a seasonal candidate remembers
+// its step, the hours it visits do not learn the step from the offset, and as the memory fades the
+// step moves from the offset into every hour of the profile at once (had each hour taken it from
+// the offset as it was visited, the hours not yet visited since the change would have been
+// expected at the old level again within hours).
 //
 // # The score
 //

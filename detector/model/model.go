@@ -113,14 +113,18 @@ const (
 	// tailQ + tailB ln(tailRate/tailTarget). Both start from a normal residual, for which this
 	// level is 3.75 sigmas, inside the 4-sigma band: only a heavier tail widens the band, to
 	// about one exceedance in 3300 samples (11 days of 5-minute samples).
-	// tailStep is the quantile's step in log space: a rise by 2% on a residual above it, so
-	// that it learns a heavy tail within some tens of exceedances and stays steady. tailBWeight
-	// is the weight of one exceedance in the mean excess, which learns clipped at tailBClip
+	// tailStep is the quantile's step in log space: a rise by 0.8% on a residual above it, so
+	// that it learns a heavy tail over a hundred exceedances or so and stays steady (with 2%,
+	// twenty exceedances in a burst raised it by half). It was 2% until the level-only
+	// candidate followed a trend (see slope): on NAB the trend with 2% lost 1.5 standard points
+	// (half B 2, and 4 low_FP), with 0.8% both halves gained (full 61.6 against 57.7 at 2%;
+	// 0.006: 61.0, 0.01: 62.3, 0.012: 59.2, so the value sits on the flat side of a sharp
+	// optimum). tailBWeight is the weight of one exceedance in the mean excess, which learns clipped at tailBClip
 	// times the mean, so that a single spike widens the band by at most a fifth but a run of
 	// them by a lot.
 	tailRate    = 0.02
 	tailTarget  = 3e-4
-	tailStep    = 0.02
+	tailStep    = 0.008
 	tailBWeight = 0.1
 	tailBClip   = 3.0
 
@@ -171,13 +175,29 @@ const (
 	// candidate is left alone: it lags a smooth series by construction, so that runs of large
 	// residuals on one side are how its normal comes; holding its tail too cost 3.4 standard
 	// points on NAB (machine_temperature: 15 rows above 1 outside the windows instead of 1).
+	// The hourly spread, which learns with the weight of a profile visit, would learn the
+	// departure nearly as fast: within an episode it learns the residuals clipped at clipSigmas,
+	// like every other state, rather than at spreadClipSigmas. Without that, a missed daily
+	// peak's hourly spread grew 2.5-fold in three hours, and the band with it.
 	episodeShare = 0.5
 
 	// maxStep is the most time one sample stands for in any smoothing weight.
 	maxStep = float64(hourMs)
 
-	// tauJump is how long a re-level step is remembered to recognise a return.
+	// tauJump is how long a re-level step is remembered to recognise a return. While the
+	// active seasonal candidate remembers it, the step stays out of what its profile learns at
+	// the hours visited, and as it fades from memory it moves from the offset into every hour
+	// of the profile at once. A level change is a change at every hour of the day: when the
+	// offset handed the step to each bucket as it was visited instead (a fifth of it per
+	// hourly visit), the offset had lost most of it a few hours later, and the hours not yet
+	// visited since the change predicted the level before it again: after a drop of 15 sigmas
+	// at 10:00, the 13:00 hours were expected 6 sigmas too high, and at 23:00 9 sigmas. A
+	// return to the level before the step within tauJump still finds the step in the offset.
 	tauJump = 6 * float64(hourMs)
+	// jumpForget: a step that has faded to less than this share of the active candidate's
+	// spread is forgotten (what is left of it moves into the profile at once): a return by so
+	// little cannot be told from noise, and the profile is not shifted at every sample for weeks.
+	jumpForget = 0.5
 
 	// spreadFloorShare is the share of a candidate's overall spread below which its spread at a
 	// time of day cannot fall: the hourly spread rests on few samples, and must not make a
@@ -296,8 +316,20 @@ type Model struct {
 	// it has no profile there to be judged on, and its first day's misses (the whole daily
 	// swing, with nothing learned) would otherwise keep it from being chosen for days.
 	msr [numCandidates]float32
-	// jump is the active candidate's last re-level step, fading; 0 if none.
+	// jump is the active candidate's last re-level step, fading; 0 if none. jumpBack is true
+	// when the last step was a return to the level before a re-level (see snaps), which the
+	// profile learns as it is.
 	jump float32
+	// slope is candNone's trend, per hour. The level-only candidate follows a trend (Holt's
+	// linear method, damped): its level moves on by slope times the offset's weight for dt, and
+	// the slope learns, with the weight of tauOffsetSeasonal, the offset's correction per hour,
+	// and fades with the memory of tauFlat, so that it dies out within hours when the series
+	// stops moving; a re-level sets it to 0. Without it the level lags every ramp (a filling
+	// disk, a growing queue, the slopes of a daily curve) by its memory, and the lag is what
+	// its band had to cover. Its choice error (msr) is the error without this sample's trend
+	// step: a season that the profile knows ahead is what the trend learns only after the
+	// fact, and must not hand the score back to the level.
+	slope float32
 
 	// tailQ and tailB are the tailRate-quantile of the active candidate's standardised
 	// absolute residuals and their mean excess above it, in sigmas, learned only from
@@ -320,6 +352,7 @@ type Model struct {
 	// band in sigmas (tailSigmas) when it began.
 	episodeSide int8
 	episodeTail float32
+	jumpBack    bool
 
 	// peak is, by hour of day (UTC), the fading peak of the active candidate's standardised
 	// absolute residuals, on the log scale of peakLog; peakNow is the largest of the hour of
@@ -381,11 +414,14 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	c := m.clockAt(in)
 	// The memory of a re-level fades: after a while the level before it is just a level.
 	if m.jump != 0 {
-		m.jump = f32(float64(m.jump) * math.Exp(-dt/tauJump))
+		m.fadeJump(dt)
 	}
 
-	// Predictions of every candidate, from the state before v.
+	lw := in.weights(dtEff, &c)
+	// Predictions of every candidate, from the state before v. candNone's level moves on by its
+	// trend over dt (see slope).
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
+	advance := float64(m.slope) * lw.smooth[0]
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
 	m.foldPeak(t)
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(t)
@@ -393,6 +429,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
+		if k == candNone {
+			exp[k] += advance
+		}
 		res[k] = v - exp[k]
 		if math.IsNaN(res[k]) || math.IsInf(res[k], 0) {
 			// Values so far apart that their difference overflows: start over from here rather
@@ -450,7 +489,6 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	r := m.result(t, v, expected, sigma[a], flat, s)
 
 	// Learn v in every candidate.
-	lw := in.weights(dtEff, &c)
 	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
 	aSpread := max(lw.smooth[2], 1/float64(m.n))
 	aChoice := max(lw.smooth[4], 1/float64(m.n))
@@ -464,6 +502,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
+			m.jumpBack = !m.jumpBack
 		}
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
@@ -479,6 +518,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		// prediction at t by itself, and over days the profile takes up a lasting level and the
 		// offset returns to 0.
 		e := float64(m.offset[k]) + psi
+		if k == a && k != candNone && !m.jumpBack {
+			e -= float64(m.jump) // see tauJump
+		}
 		switch k {
 		case candNone:
 			m.none = learn(m.none, e, aNone)
@@ -497,6 +539,10 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		ao := aOff[1]
 		if k == candNone {
 			ao = aOff[0]
+			m.offset[k] = f32(float64(m.offset[k]) + advance)
+			if warm && dtEff > 0 {
+				m.slope = f32(float64(m.slope)*(1-lw.smooth[3]) + lw.smooth[1]*ao*psi/(dtEff/float64(hourMs)))
+			}
 		}
 		if fresh {
 			m.offset[k] = 0
@@ -511,6 +557,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
 		sq := absRes * absRes
 		if k == candNone {
+			// Judged without this sample's trend step (see slope).
+			r := math.Abs(res[k] + advance)
+			if warm {
+				r = min(r, spreadClipSigmas*band[k]/bandSigmas)
+			}
+			sq = r * r
 			sqNone = sq
 		} else if fresh {
 			sq = sqNone
@@ -526,8 +578,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 					m.peakNow = max(m.peakNow, uint16(min(z*peakPerUnit, math.MaxUint16)))
 				}
 			}
+			hs := absRes
+			if k != candNone && m.episodeSide != 0 && sign(res[k]) == m.episodeSide && warm {
+				hs = min(hs, clipSigmas*band[k]/bandSigmas) // see episodeShare
+			}
 			for i, hd := range c.hd {
-				m.hours[hd].spread = learn(m.hours[hd].spread, absRes-spreadNow, aDaily[i])
+				m.hours[hd].spread = learn(m.hours[hd].spread, hs-spreadNow, aDaily[i])
 			}
 		}
 
@@ -547,9 +603,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
 			off := v - m.base - m.profile(k, &c)
 			if k == a {
-				m.jump = f32(off - float64(m.offset[k]))
+				m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
 			}
 			m.offset[k] = f32(off)
+			if k == candNone {
+				m.slope = 0
+			}
 			m.run[k] = 0
 		}
 	}
@@ -671,6 +730,36 @@ func (m *Model) episode(res, tailS, peakZ, tailZ float64, sigma, band *float64, 
 	default:
 		m.episodeSide = 0
 	}
+}
+
+// fadeJump lets the remembered re-level step fade over dt, and moves what faded of a re-level of
+// the active seasonal candidate from its offset into its whole profile (see tauJump).
+func (m *Model) fadeJump(dt float64) {
+	j := float64(m.jump) * math.Exp(-dt/tauJump)
+	if math.Abs(j) < jumpForget*float64(m.mad[m.active]) {
+		j = 0
+	}
+	if k := int(m.active); k != candNone && !m.jumpBack {
+		d := float64(m.jump) - j
+		m.offset[k] = f32(float64(m.offset[k]) - d)
+		switch k {
+		case candWeekly:
+			for i := range m.weekly {
+				m.weekly[i] = f32(float64(m.weekly[i]) + d)
+			}
+		case candDaily:
+			for h := range m.hours {
+				m.hours[h].daily = f32(float64(m.hours[h].daily) + d)
+			}
+		case candDailyWeekly:
+			for h := range m.hours {
+				for i := range m.hours[h].dw {
+					m.hours[h].dw[i] = f32(float64(m.hours[h].dw[i]) + d)
+				}
+			}
+		}
+	}
+	m.jump = f32(j)
 }
 
 // snaps reports whether the residual res of the active candidate, outside its band, is inside
