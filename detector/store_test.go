@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -325,4 +326,12 @@ func TestStoreSkipsOwnOutput(t *testing.T) {
 	}}))
 	require.Equal(t, 3.0, skipped(t, s.reg, "own_output"))
 	require.Equal(t, 3, s.Len())
+}
+
+// TestChunkFillsPages: a chunk of entries is a whole number of the Go heap's 8 KiB pages, so
+// that no memory is lost per chunk; an entry whose size breaks it (the model grew by a few
+// bytes) is better padded or trimmed than left to waste the rest of a page per 256 series.
+func TestChunkFillsPages(t *testing.T) {
+	size := chunkSize * unsafe.Sizeof(entry{})
+	require.Zero(t, size%8192, "a chunk is %d bytes: %d entries of %d", size, chunkSize, unsafe.Sizeof(entry{}))
 }
