@@ -99,6 +99,17 @@
 // least half the time is never flatlining, and one that stays flat becomes flat in the model's eyes
 // within hours.
 //
+// A value beyond any the series has had since its first sample, by more than a sigma of its
+// spread, scores above 1 too, whatever the band says: 1 at a sigma beyond the highest (or
+// lowest) value seen, growing beyond it as a score grows beyond the band's edge. A drift (a
+// temperature climbing for days as cooling fails, traffic sinking below any night's) moves a
+// little at every sample and is followed by the level, its trend and the spread, so that no
+// sample leaves the band; where it goes is what tells it. A record is news only where records
+// are rare, so the range scores only while fewer than one in twenty of about the last 64
+// samples were records: a ramp or a growing series sets one at every sample and is flagged at
+// most at its onset, like a level change, and a young series, whose range is still being
+// found, starts as if every sample were a record.
+//
 // Result.Learning is true until the samples cover Settings.LearningPeriod of sample time from the
 // first one. Scores are computed while learning, but the series should page no one.
 package model
