@@ -46,9 +46,10 @@ const (
 	shardBits = 8
 	numShards = 1 << shardBits
 	// Entries live in fixed-size chunks so that growing a shard never copies a million models.
-	// 256 entries of 704 bytes are 22 pages of 8 KiB exactly: a chunk wastes nothing of the
-	// pages the Go heap gives it (TestChunkFillsPages keeps it so).
-	chunkBits = 8
+	// 512 entries of 720 bytes are 45 pages of 8 KiB exactly: a chunk wastes nothing of the
+	// pages the Go heap gives it (TestChunkFillsPages keeps it so). A chunk's pages count in
+	// RSS only as its entries are used: fresh memory from the kernel is not written to clear it.
+	chunkBits = 9
 	chunkSize = 1 << chunkBits
 )
 

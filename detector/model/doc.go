@@ -79,6 +79,15 @@
 // the offset as it was visited, the hours not yet visited since the change would have been
 // expected at the old level again within hours).
 //
+// Spikes a few hours apart are one episode, and an alert for each is noise: a new excursion out
+// of the band (one that does not continue an out-of-band run on its side) is scored against at
+// least twice the largest deviation of the recent samples outside the band, a memory that fades
+// by half every three hours. A burst of spikes is flagged at its first spike and again only at
+// one more than twice as large; a spike like it three hours later is news again. An excursion
+// that this keeps under 1 does not count towards a level change, so that a level change right
+// after a spike is still flagged for three samples in a row, and a run of samples out of the
+// band (a level change, a burst of noise) is flagged in full as before.
+//
 // # The score
 //
 // The band is Expected ± h, with h = max(4 sigma / Sensitivity, MinAbsDeviation, MinRelDeviation

@@ -887,3 +887,35 @@ func TestFastRampPastTheRangeIsFlaggedOnce(t *testing.T) {
 	require.Less(t, i, 12, "first score above 1 at %s", ps[max(i, 0)].t)
 	require.Zero(t, share(between(ps, start.Add(3*time.Hour), at(days(16)))))
 }
+
+func TestSpikesOfOneBurstAlertOnce(t *testing.T) {
+	// Spikes half an hour apart are one episode: the first is flagged, the next one like it is
+	// not, one more than recentBand times as large is, and a spike like the first hours later
+	// is flagged again. A level change right after a spike is still flagged for relevelRun
+	// samples in a row.
+	s := defaults()
+	m, rng := learned(t, noisy(pattern), 3, s)
+	base := at(days(21) + 10*time.Hour)
+	later := 10 * time.Hour
+	spikes := map[time.Duration]float64{0: 20, 30 * time.Minute: 20, time.Hour: 60, later: 20}
+	g := func(tm time.Time, rng *rand.Rand) float64 {
+		return noisy(pattern)(tm, rng) + noise*spikes[tm.Sub(base)]
+	}
+	ps := replay(m, s, g, rng, base, base.Add(later+30*time.Minute), step)
+	score := func(d time.Duration) float64 { return between(ps, base.Add(d), base.Add(d+step))[0].Score }
+	require.Greater(t, score(0), 1.0, "the first spike")
+	require.LessOrEqual(t, score(30*time.Minute), 1.0, "a spike like it half an hour later")
+	require.Greater(t, score(time.Hour), 1.0, "a spike three times as large")
+	require.Greater(t, score(later), 1.0, "a spike like the first hours later")
+
+	shift := base.Add(later + 30*time.Minute)
+	ps = replay(m, s, func(tm time.Time, rng *rand.Rand) float64 { return noisy(pattern)(tm, rng) + 30*noise },
+		rng, shift, shift.Add(time.Hour), step)
+	run, longest := 0, 0
+	for _, p := range ps {
+		run = (run + 1) * b2i(p.Score > 1)
+		longest = max(longest, run)
+	}
+	require.LessOrEqual(t, ps[0].Score, 1.0, "the change's first sample, like the spike before it")
+	require.GreaterOrEqual(t, longest, relevelRun, "a level change after a spike")
+}
