@@ -46,7 +46,7 @@ func (r *Replayer) Push(row Row) Point {
 	res, out := r.stream.Push(row.T, row.V, r.settings)
 	p := Point{Row: row, Outcome: out, Result: res, Observed: math.NaN()}
 	if out == detector.Scored {
-		p.Observed = r.stream.Observed
+		p.Observed = r.stream.Observed()
 	}
 	return p
 }

@@ -48,7 +48,6 @@ func (s *Store) requestBackfill(e *entry) {
 	}
 	e.flags |= flagBackfilling | flagHasResult
 	e.res = backfillingResult
-	e.stream.Observed = math.NaN()
 }
 
 // holdBackfilling counts the samples of a series waiting for its backfill instead of scoring
@@ -120,14 +119,14 @@ func (s *Store) InstallBackfill(lbls labels.Labels, fp uint64, st *Stream, last 
 		s.series.Add(1)
 		s.metrics.created.Inc()
 		s.metrics.series.Set(float64(s.series.Load()))
-		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fp
+		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fpKey(fp)
 		e.lastSeen = now
 		if st.primed {
 			e.lastSeen = uint32(min(max(st.lastT/1000, 0), int64(now)))
 		}
 	case e.flags&flagBackfilling == 0:
 		return false
-	case e.fp != fp:
+	case e.fp != fpKey(fp):
 		e.flags &^= flagBackfilling | flagHasResult
 		e.stream = Stream{Counter: e.stream.Counter}
 		return false

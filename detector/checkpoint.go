@@ -298,12 +298,12 @@ func appendRecord(b []byte, e *entry) (_ []byte, ok bool) {
 		flags |= ckptLearning
 	}
 	le := binary.LittleEndian
-	b = le.AppendUint64(b, e.fp)
+	b = le.AppendUint64(b, uint64(e.fp))
 	b = le.AppendUint32(b, e.lastSeen)
 	b = append(b, flags)
 	b = le.AppendUint64(b, uint64(st.lastT))
 	b = le.AppendUint64(b, math.Float64bits(st.lastV))
-	b = le.AppendUint64(b, math.Float64bits(st.Observed))
+	b = le.AppendUint64(b, math.Float64bits(e.observed())) // as the exposition shows it; the model has it
 	b = le.AppendUint64(b, math.Float64bits(e.res.Score))
 	b = le.AppendUint64(b, math.Float64bits(e.res.Expected))
 	b = le.AppendUint64(b, math.Float64bits(e.res.Lower))
@@ -523,7 +523,7 @@ func (s *Store) LoadCheckpoint(r io.Reader) (int, error) {
 
 func decodeRecord(e *entry, rec []byte) {
 	le := binary.LittleEndian
-	e.fp = le.Uint64(rec)
+	e.fp = uint32(le.Uint64(rec))
 	e.lastSeen = le.Uint32(rec[8:])
 	flags := rec[12]
 	st := &e.stream
@@ -531,7 +531,6 @@ func decodeRecord(e *entry, rec []byte) {
 	st.primed = flags&ckptPrimed != 0
 	st.lastT = int64(le.Uint64(rec[13:]))
 	st.lastV = math.Float64frombits(le.Uint64(rec[21:]))
-	st.Observed = math.Float64frombits(le.Uint64(rec[29:]))
 	e.res = model.Result{
 		Score:    math.Float64frombits(le.Uint64(rec[37:])),
 		Expected: math.Float64frombits(le.Uint64(rec[45:])),

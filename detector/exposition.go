@@ -109,7 +109,7 @@ func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64
 		if e.flags&want != want || int64(e.lastSeen) < staleCutoff {
 			continue
 		}
-		dst = append(dst, snap{labels: e.labels, value: value(&e.res, e.stream.Observed), flags: e.flags})
+		dst = append(dst, snap{labels: e.labels, value: value(&e.res, e.observed()), flags: e.flags})
 	}
 	return dst
 }

@@ -110,7 +110,7 @@ var pointPool = sync.Pool{New: func() any { return new([]Point) }}
 func (st *appendStats) emit(e *entry, t int64, stale bool) {
 	*st.points = append(*st.points, Point{
 		T: t, Stale: stale, odd: e.flags&flagOddNames != 0,
-		labels: e.labels, hash: e.hash, observed: e.stream.Observed, res: e.res,
+		labels: e.labels, hash: e.hash, observed: e.observed(), res: e.res,
 	})
 }
 

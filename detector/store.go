@@ -46,10 +46,9 @@ const (
 	shardBits = 8
 	numShards = 1 << shardBits
 	// Entries live in fixed-size chunks so that growing a shard never copies a million models.
-	// 512 entries of 720 bytes are 45 pages of 8 KiB exactly: a chunk wastes nothing of the
-	// pages the Go heap gives it (TestChunkFillsPages keeps it so). A chunk's pages count in
-	// RSS only as its entries are used: fresh memory from the kernel is not written to clear it.
-	chunkBits = 9
+	// 256 entries of 704 bytes are 22 pages of 8 KiB exactly: a chunk wastes nothing of the
+	// pages the Go heap gives it (TestChunkFillsPages keeps it so).
+	chunkBits = 8
 	chunkSize = 1 << chunkBits
 )
 
@@ -105,7 +104,7 @@ const (
 type entry struct {
 	labels   labels.Labels
 	hash     uint64
-	fp       uint64 // fingerprint of the settings the model was learned with
+	fp       uint32 // fingerprint of the settings the model was learned with (fpKey)
 	gen      uint32
 	lastSeen uint32 // wall-clock unix seconds of the last sample received
 	rule     uint16
@@ -113,6 +112,21 @@ type entry struct {
 	res      model.Result
 	stream   Stream
 }
+
+// observed is the value the exposition shows as anomaly_value: the last the model saw, NaN
+// while the series waits for its backfill (its model is about to be replaced).
+func (e *entry) observed() float64 {
+	if e.flags&flagBackfilling != 0 {
+		return math.NaN()
+	}
+	return e.stream.Observed()
+}
+
+// fpKey is a settings fingerprint as an entry keeps it, folded to 32 bits: it only tells
+// whether a rule's settings changed since the model was learned, and 4 bytes of every series
+// matter at a million of them (a change that kept the folded value, one in four billion, would
+// keep the model instead of starting over).
+func fpKey(fp uint64) uint32 { return uint32(fp ^ fp>>32) }
 
 // flagPlain marks a series whose labels go to the exposition as they are: no name to sanitise
 // or rename, no value to escape.
@@ -520,7 +534,7 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, enc []byte, ser *
 		e = sh.insertData(h, enc, ser.Labels)
 		s.series.Add(1)
 		st.created++
-		e.rule, e.gen, e.fp = uint16(rule), rs.gen, rs.fingerprints[rule]
+		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fpKey(rs.fingerprints[rule])
 		name, typ := metricName(ser.Labels), ser.Type
 		if typ == batch.Unknown {
 			typ = s.families.typeOf(name)
@@ -536,7 +550,7 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, enc []byte, ser *
 			st.noRule += len(ser.Samples)
 			return
 		}
-		if fp := rs.fingerprints[rule]; fp != e.fp {
+		if fp := fpKey(rs.fingerprints[rule]); fp != e.fp {
 			e.stream = Stream{Counter: e.stream.Counter}
 			e.flags &^= flagHasResult
 			e.fp = fp

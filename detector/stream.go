@@ -48,15 +48,17 @@ type Stream struct {
 	// lastT is the timestamp (ms) of the last accepted sample; valid when primed.
 	lastT int64
 	// lastV is the raw value of the last accepted sample (the counter's base).
-	lastV float64
-	// Observed is the last value handed to the model: the sample value, or the rate of a counter.
-	Observed float64
-	primed   bool
+	lastV  float64
+	primed bool
 	// Counter scores the per-second rate instead of the value.
 	Counter bool
 	// Model comes last: the fields above are read with its first bytes (see touchEntry).
 	Model model.Model
 }
+
+// Observed is the last value handed to the model: the sample value, or the rate of a counter
+// (the model keeps it, so the stream does not: 8 bytes of every series).
+func (st *Stream) Observed() float64 { return st.Model.LastValue() }
 
 // Push feeds one raw sample. The Result is meaningful only when the Outcome is Scored.
 func (st *Stream) Push(t int64, v float64, s *model.Settings) (model.Result, Outcome) {
@@ -88,7 +90,7 @@ func (st *Stream) PushAt(in *model.Instant, v float64, s *model.Settings) (model
 		}
 	}
 	if !st.Counter {
-		st.lastT, st.lastV, st.primed, st.Observed = t, v, true, v
+		st.lastT, st.lastV, st.primed = t, v, true
 		return st.Model.ObserveAt(in, v, s), Scored
 	}
 	prevT, prevV, primed := st.lastT, st.lastV, st.primed
@@ -100,6 +102,5 @@ func (st *Stream) PushAt(in *model.Instant, v float64, s *model.Settings) (model
 		return model.Result{}, SkipCounterReset
 	}
 	rate := (v - prevV) / (float64(t-prevT) / 1000)
-	st.Observed = rate
 	return st.Model.ObserveAt(in, rate, s), Scored
 }

@@ -1232,6 +1232,9 @@ func abs8(x int8) int8 {
 	return x
 }
 
+// LastValue is the last value observed, 0 before the first.
+func (m *Model) LastValue() float64 { return m.lastV }
+
 // season is the season of the active candidate, for tests.
 func (m *Model) season() Seasonality {
 	return [numCandidates]Seasonality{SeasonNone, SeasonDaily, SeasonWeekly, SeasonDailyWeekly}[m.active]
