@@ -16,6 +16,10 @@ type Instant struct {
 	w      [2]float64
 	h0     int64
 	tyNow  int
+	// hour and day are t's, since the epoch; peakHours the hours of day within peakJitter
+	// before and after t (see peakAt).
+	hour, day int64
+	peakHours [2]int
 	// memo holds the weights of the last (dtEff, visit indexes) asked for, valid when memoOK.
 	memoOK  bool
 	memoDt  float64
@@ -28,9 +32,9 @@ type Instant struct {
 // visitsMemo is a clock's counts for models first seen in the bucket of hour hFirst, on
 // firstDay, valid when ok.
 type visitsMemo struct {
-	ok               bool
-	hFirst, firstDay int64
-	c                clock
+	ok                       bool
+	firstT, hFirst, firstDay int64
+	c                        clock
 }
 
 // weights are the learning weights of one sample (see smoothingWeights and learnWeight).
@@ -43,7 +47,9 @@ type weights struct {
 // At returns the Instant of t, in milliseconds since the epoch.
 func At(t int64) Instant {
 	h0, w1 := hourBuckets(t)
-	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayType(floorDiv(t, dayMs))}
+	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayType(floorDiv(t, dayMs)),
+		hour: floorDiv(t, hourMs), day: floorDiv(t, dayMs),
+		peakHours: [2]int{int(mod(floorDiv(t-peakJitter, hourMs), 24)), int(mod(floorDiv(t+peakJitter, hourMs), 24))}}
 	for i, h := range [2]int64{h0, h0 + 1} {
 		in.hd[i] = int(mod(h, 24))
 		in.ty[i] = dayType(floorDiv(h, 24))

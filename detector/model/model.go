@@ -476,11 +476,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
 	advance := float64(m.slope) * lw.smooth[0]
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
-	m.foldPeak(t)
-	if h := floorDiv(t, hourMs) - floorDiv(m.lastT, hourMs); h > 0 && m.recent != 0 {
+	lastHour := floorDiv(m.lastT, hourMs)
+	m.foldPeak(in.hour, lastHour)
+	if h := in.hour - lastHour; h > 0 && m.recent != 0 {
 		m.recent = uint16(max(int64(m.recent)-h*recentPerOctave/recentHalfLife, 0))
 	}
-	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(t)
+	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
 	tailZ := max(tailS, peakZ)
 	for k := range numCandidates {
 		prof[k] = m.profile(k, &c)
@@ -495,9 +496,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			m.reset(t, v)
 			return m.result(t, v, v, 0, 0, s)
 		}
-		scale[k] = madToSigma * max(spreadFloorShare*float64(m.mad[k]), spreadNow)
+		scale[k] = madToSigma * fmax(spreadFloorShare*float64(m.mad[k]), spreadNow)
 		sigma[k] = scale[k] * tailZ / bandSigmas
-		band[k] = max(bandSigmas*sigma[k], floorRel*math.Abs(exp[k]), floorAbs)
+		band[k] = fmax(fmax(bandSigmas*sigma[k], floorRel*math.Abs(exp[k])), floorAbs)
 	}
 
 	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
@@ -514,7 +515,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if a != candNone && m.n >= warmupSamples {
 		m.episode(res[a], tailS, peakZ, tailZ, &sigma[a], &band[a], exp[a])
 	}
-	if floorDiv(t, dayMs) > floorDiv(m.lastT, dayMs) {
+	if in.day > floorDiv(m.lastT, dayMs) {
 		m.flatLongest -= m.flatLongest / 4
 	}
 	if math.Abs(v-m.lastV) <= flatRel*math.Abs(v) {
@@ -784,16 +785,15 @@ func (m *Model) learnTail(z float64) {
 	m.tailQ, m.tailB = f32(q), f32(b)
 }
 
-// foldPeak ends the visit of the hour of lastT when t falls in a later hour: that hour's peak
-// moves towards the largest residual of the visit if that is larger, and otherwise fades, but
-// not below that residual. A visit that reaches its peak does not let it fade first: with the
+// foldPeak ends the visit of the hour of lastT (hl, since the epoch) when the sample's hour is a
+// later one: that hour's peak moves towards the largest residual of the visit if that is
+// larger, and otherwise fades, but not below that residual. A visit that reaches its peak does not let it fade first: with the
 // fade first, a spike of the same size every day settled where the fade and the rise balance,
 // at 0.85 of the spike, so that the band (peakBand times that) cleared it by 6% and the spike
 // scored about 0.94 every day, 1.04 on a day it was 10% larger; now the peak settles at the
 // spike and the spike scores about 1/peakBand.
-func (m *Model) foldPeak(t int64) {
-	hl := floorDiv(m.lastT, hourMs)
-	if floorDiv(t, hourMs) <= hl {
+func (m *Model) foldPeak(hour, hl int64) {
+	if hour <= hl {
 		return
 	}
 	p := &m.peak[mod(hl, 24)]
@@ -825,11 +825,9 @@ func decodeDev(c uint16) float64 {
 	return math.Exp2((float64(c) - recentZero) / recentPerOctave)
 }
 
-// peakAt is the largest peak, in sigmas, of the hours within peakJitter of t.
-func (m *Model) peakAt(t int64) float64 {
-	a := m.peak[mod(floorDiv(t-peakJitter, hourMs), 24)]
-	b := m.peak[mod(floorDiv(t+peakJitter, hourMs), 24)]
-	return peakSigmas[max(a, b)]
+// peakAt is the largest peak, in sigmas, of the hours within peakJitter of in.
+func (m *Model) peakAt(in *Instant) float64 {
+	return peakSigmas[max(m.peak[in.peakHours[0]], m.peak[in.peakHours[1]])]
 }
 
 // tailSigmas is the half-width of the band in sigmas: bandSigmas, or more when the tail of the
@@ -1042,15 +1040,21 @@ func (m *Model) clockAt(in *Instant) clock {
 	// The counts depend on firstT only through the hour bucket and the day it falls in; the
 	// series first seen in one scrape share both, and with them the counts, which take a few
 	// dozen divisions.
+	v := &in.visits
+	if v.ok && v.firstT == m.firstT {
+		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
+		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		return c
+	}
 	hFirst, _ := hourBuckets(m.firstT)
 	firstDay := floorDiv(m.firstT, dayMs)
-	if v := &in.visits; v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
+	if v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
 		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
 		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
 		return c
 	}
 	countVisits(&c, h0, hFirst, firstDay)
-	in.visits = visitsMemo{ok: true, hFirst: hFirst, firstDay: firstDay, c: c}
+	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, c: c}
 	return c
 }
 
@@ -1206,6 +1210,16 @@ func f32(x float64) float32 {
 		return -math.MaxFloat32
 	}
 	return float32(x)
+}
+
+// fmax is the larger of a and b, which are never NaN where it is used: the builtin max also
+// orders NaN and signed zeros, which costs a few instructions per call in the per-candidate
+// loops of every sample.
+func fmax(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 func floorDiv(a, b int64) int64 {
