@@ -20,11 +20,11 @@ type Instant struct {
 	// before and after t (see peakAt).
 	hour, day int64
 	peakHours [2]int
-	// memo holds the weights of the last (dtEff, visit indexes) asked for, valid when memoOK.
-	memoOK  bool
-	memoDt  float64
-	memoKey uint32
-	memo    weights
+	// memo holds the weights of the last (dtEff, visit indexes) asked for, one slot for the
+	// models that read this hour as a ramp and one for those that read it as a step (their
+	// buckets' shares differ), so that series of both kinds scored in turn do not evict each
+	// other.
+	memo [2]weightsMemo
 	// visits holds the bucket visits counted last (clockAt).
 	visits visitsMemo
 }
@@ -35,6 +35,14 @@ type visitsMemo struct {
 	ok                       bool
 	firstT, hFirst, firstDay int64
 	c                        clock
+}
+
+// weightsMemo is one slot of Instant.memo, valid when ok.
+type weightsMemo struct {
+	ok  bool
+	dt  float64
+	key uint32
+	w   weights
 }
 
 // weights are the learning weights of one sample (see smoothingWeights and learnWeight).
@@ -66,16 +74,17 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 	jd := [2]int{visitIndex(c.visitsDaily[0]), visitIndex(c.visitsDaily[1])}
 	jw := [2]int{visitIndex(c.visitsDW[0]), visitIndex(c.visitsDW[1])}
 	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
-	// Each index is below len(visitLogKeep) <= 8: three bits each; and whether the model reads
-	// the hour as a step, which sets the buckets' shares of the sample.
+	// Each index is below len(visitLogKeep) <= 8: three bits each. The slot is whether the
+	// model reads the hour as a step, which sets the buckets' shares of the sample.
 	key := uint32(jd[0] | jd[1]<<3 | jw[0]<<6 | jw[1]<<9 | jn<<12 | jwk<<15)
+	slot := &in.memo[0]
 	if c.w != in.w {
-		key |= 1 << 18
+		slot = &in.memo[1]
 	}
-	if in.memoOK && in.memoDt == dtEff && in.memoKey == key {
-		return &in.memo
+	if slot.ok && slot.dt == dtEff && slot.key == key {
+		return &slot.w
 	}
-	w := &in.memo
+	w := &slot.w
 	w.smooth = smoothingWeights(dtEff)
 	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.
 	for i := range c.hd {
@@ -91,7 +100,7 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 	if jwk != jn {
 		w.weeklyLvl = learnWeight(dtEff/float64(dayMs), jwk)
 	}
-	in.memoOK, in.memoDt, in.memoKey = true, dtEff, key
+	slot.ok, slot.dt, slot.key = true, dtEff, key
 	return w
 }
 
