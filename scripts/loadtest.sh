@@ -68,7 +68,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
 receiver= # the pid of the receiver running now, if any
 
-# stop (scripts/lib.sh) ends a process this script started, politely first.
+# scripts/lib.sh: stop (ends a process this script started, politely first), free_port, rss_kib.
 source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
@@ -83,19 +83,6 @@ echo "== building ./anomaly_exporter and ./anomalytool"
 "$GO" build -o anomalytool ./cmd/anomalytool
 ./anomalytool loadgen --help >/dev/null 2>&1 ||
 	die "./anomalytool has no loadgen subcommand: register loadgenCmd in cmd/anomalytool/main.go"
-
-# free_port prints a port nothing listens on (a connection to it is refused).
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
 
 # wait_ready waits for url to answer 200 while pid runs.
 wait_ready() {
@@ -119,7 +106,6 @@ cpu_ticks() {
 	echo $((f[11] + f[12]))
 }
 
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 # json_get prints the value of a top-level key of loadgen's indented JSON report.
 json_get() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1; }

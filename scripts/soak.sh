@@ -69,7 +69,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 exporter=
 loadgen=
 
-# stop (scripts/lib.sh) ends a process this script started, politely first.
+# scripts/lib.sh: stop (ends a process this script started, politely first), free_port, rss_kib.
 source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
@@ -80,21 +80,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
-
 # val prints the sum of a metric's samples in the /metrics page in $m, whose series contain $2.
 val() { awk -v m="$1" -v f="${2:-}" '($1 == m || index($1, m "{") == 1) && index($1, f) {s += $2} END {printf "%.0f\n", s}' <<<"$m"; }
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 echo "== building ./anomaly_exporter and ./anomalytool"
 "$GO" build -o anomaly_exporter ./cmd/anomaly_exporter
