@@ -58,19 +58,8 @@ func (x *index) prefetch(h uint64) {
 
 // first returns the entry slot of the first series with h's tag, -1 if none.
 func (x *index) first(h uint64) int32 {
-	if len(x.slots) == 0 {
-		return -1
-	}
-	tag, mask := indexTag(h), len(x.slots)-1
-	for p := int(tag) & mask; ; p = (p + 1) & mask {
-		s := x.slots[p]
-		if s == 0 {
-			return -1
-		}
-		if uint32(s>>32) == tag {
-			return int32(uint32(s)) - 1
-		}
-	}
+	c := x.find(h)
+	return c.next()
 }
 
 // add maps h to entry slot i.

@@ -458,7 +458,7 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 	for _, j := range group {
 		it := &sc.items[j]
 		if it.head = sh.index.first(it.hash); it.head >= 0 {
-			prefetchEntry(sh.at(it.head), st.instantOf(it.samples[0].T))
+			prefetchEntry(sh.at(it.head), it.samples[0].T)
 		}
 	}
 	for _, k := range group[:min(labelsAhead, len(group))] {
@@ -479,7 +479,7 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 			kept.Samples = it.samples
 			ser = &kept
 		}
-		s.appendSeries(rs, sh, it.hash, sc.enc[it.off:it.end], ser, now, st)
+		s.appendSeries(rs, sh, it.hash, it.head, sc.enc[it.off:it.end], ser, now, st)
 	}
 }
 
@@ -487,13 +487,15 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 // their address is in the entry, which must have arrived first.
 const labelsAhead = 2
 
-// prefetchEntry prefetches what scoring a sample at in reads of e: its fields up to the model,
-// the model's head and its hour buckets for in.
-func prefetchEntry(e *entry, in *model.Instant) {
+// prefetchEntry prefetches what scoring a sample at t reads of e: its fields up to the model,
+// the model's head and its hour buckets for t. It takes the buckets' offsets from t alone
+// (model.BucketOffsets), so that the Instant the scoring shares is not replaced by another
+// series' time while the group is prefetched.
+func prefetchEntry(e *entry, t int64) {
 	const model0 = unsafe.Offsetof(e.stream) + unsafe.Offsetof(e.stream.Model)
 	p := uintptr(unsafe.Pointer(e))
 	prefetch(p, model0+model.HeadSize)
-	a, b := in.BucketOffsets()
+	a, b := model.BucketOffsets(t)
 	if b == a+model.BucketSize {
 		prefetch(p+model0+a, 2*model.BucketSize)
 		return
@@ -513,9 +515,21 @@ func prefetchLabelsOf(ls labels.Labels) {
 }
 
 // appendSeries scores the samples of one series, whose shard sh is locked; enc is the encoding
-// of its labels and h its hash.
-func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, enc []byte, ser *batch.Series, now uint32, st *appendStats) {
-	e := sh.lookupData(h, enc)
+// of its labels, h its hash and head the first entry with its hash's tag that appendShard
+// looked up before scoring the group (-1 if none): usually the series itself, which then needs
+// no second probe of the index.
+func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc []byte, ser *batch.Series, now uint32, st *appendStats) {
+	var e *entry
+	if head >= 0 {
+		if c := sh.at(head); c.hash == h && labelsData(c.labels, nil) == string(enc) {
+			e = c
+		}
+	}
+	if e == nil {
+		// A new series, another with the same tag, or one that an earlier series of this
+		// request (the same series twice) inserted after the look-ahead: the full lookup.
+		e = sh.lookupData(h, enc)
+	}
 	switch {
 	case e == nil:
 		if isOwnOutput(ser.Labels) {

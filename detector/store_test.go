@@ -335,3 +335,16 @@ func TestChunkFillsPages(t *testing.T) {
 	size := chunkSize * unsafe.Sizeof(entry{})
 	require.Zero(t, size%8192, "a chunk is %d bytes: %d entries of %d", size, chunkSize, unsafe.Sizeof(entry{}))
 }
+
+// TestStoreSameSeriesTwiceInOneRequest: a series that a request carries twice is one series;
+// the second occurrence finds the entry the first created, though the look-ahead of the index
+// ran before either was scored.
+func TestStoreSameSeriesTwiceInOneRequest(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	first := series(batch.Gauge, ramp(2, 0, time.Minute, func(int) float64 { return 5 }), "__name__", "temp", "job", "a")
+	again := series(batch.Gauge, ramp(2, 120_000, time.Minute, func(int) float64 { return 6 }), "__name__", "temp", "job", "a")
+	require.NoError(t, s.Append(&batch.Batch{Series: []batch.Series{first, again}}))
+	require.Equal(t, 1, s.Len())
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.created))
+	require.Equal(t, 4.0, testutil.ToFloat64(s.metrics.scored))
+}

@@ -105,8 +105,3 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 }
 
 const _ = uint(8 - len(visitLogKeep))
-
-// BucketOffsets is BucketOffsets(in.T()), from the hours the Instant already knows.
-func (in *Instant) BucketOffsets() (a, b uintptr) {
-	return HeadSize + uintptr(in.hd[0])*BucketSize, HeadSize + uintptr(in.hd[1])*BucketSize
-}

@@ -724,19 +724,6 @@ func TestObserveAtSharedInstant(t *testing.T) {
 	}
 }
 
-// TestInstantBucketOffsets: the offsets an Instant gives are those of BucketOffsets, across
-// hours, days and the epoch.
-func TestInstantBucketOffsets(t *testing.T) {
-	rng := rand.New(rand.NewPCG(9, 10))
-	for range 10_000 {
-		ts := rng.Int64N(1<<42) - 1<<40
-		in := At(ts)
-		a, b := in.BucketOffsets()
-		wa, wb := BucketOffsets(ts)
-		require.Equal(t, [2]uintptr{wa, wb}, [2]uintptr{a, b}, "t=%d", ts)
-	}
-}
-
 // businessHours steps from 20 to 80 at 09:00 and back at 18:00 every day, like a service scaled
 // up for the working day or a batch that runs from cron.
 func businessHours(t time.Time) float64 {
