@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	prommodel "github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
@@ -35,16 +36,16 @@ import (
 //	...v2.Metadata                  type=1 help_ref=3 unit_ref=4
 
 // metricNameLabel is the label that carries the metric name.
-const metricNameLabel = "__name__"
-
-// typeLabel and unitLabel are the labels a Prometheus with --enable-feature=type-and-unit-labels
-// adds to every series, carrying its metric metadata; Prometheus 3.15 sends types in no other
-// way. They are metadata, not identity: the decoder takes the type from __type__ and drops both,
-// so that a series keeps one identity whether its sender adds them or not, and the scores, which
-// are gauges, do not carry a __type__ that says counter.
+// The reserved label names the decoder reads: the metric name, and the labels a Prometheus with
+// --enable-feature=type-and-unit-labels adds to every series, carrying its metric metadata
+// (Prometheus 3.15 sends types in no other way). Those two are metadata, not identity: the
+// decoder takes the type from __type__ and drops both, so that a series keeps one identity
+// whether its sender adds them or not, and the scores, which are gauges, do not carry a
+// __type__ that says counter.
 const (
-	typeLabel = "__type__"
-	unitLabel = "__unit__"
+	metricNameLabel = prommodel.MetricNameLabel
+	typeLabel       = prommodel.MetricTypeLabel
+	unitLabel       = prommodel.MetricUnitLabel
 )
 
 // typeNames are the values of __type__, as Prometheus writes them.
@@ -104,20 +105,15 @@ type limits struct {
 	maxLabels, maxNameLen, maxValueLen, maxSeries int
 }
 
-// unbounded returns the label limits with 0, no limit, as math.MaxInt, so that the hot loops
-// compare without a case for it.
-func (l limits) unbounded() (maxName, maxValue, maxLabels int) {
-	maxName, maxValue, maxLabels = l.maxNameLen, l.maxValueLen, l.maxLabels
-	if maxName == 0 {
-		maxName = math.MaxInt
+// bounded returns the limits with 0, no limit, as math.MaxInt: the decoder takes them so once per
+// request, and every check compares without a case for "no limit".
+func (l limits) bounded() limits {
+	for _, v := range []*int{&l.maxLabels, &l.maxNameLen, &l.maxValueLen, &l.maxSeries} {
+		if *v == 0 {
+			*v = math.MaxInt
+		}
 	}
-	if maxValue == 0 {
-		maxValue = math.MaxInt
-	}
-	if maxLabels == 0 {
-		maxLabels = math.MaxInt
-	}
-	return maxName, maxValue, maxLabels
+	return l
 }
 
 // metaEntry is one RW 1.0 metric family's type.
@@ -137,6 +133,7 @@ type rejection struct {
 // of b alias buf, so b is valid until the decoder is reused.
 type decoder struct {
 	lim limits
+	max limits // lim.bounded(), for the request being decoded
 
 	body []byte // the request body as read (compressed)
 	buf  []byte // the decoded protobuf message
@@ -248,6 +245,7 @@ func (d *decoder) decodeV2(data []byte) error { return d.decode(data, (*decoder)
 
 func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error {
 	d.reset()
+	d.max = d.lim.bounded()
 	labelsCap, samplesCap := cap(d.labels), cap(d.samples)
 	err := parse(d, data)
 	d.moved = d.moved || cap(d.labels) != labelsCap || cap(d.samples) != samplesCap
@@ -323,7 +321,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	// name of the last label, name the metric name.
 	checked := !d.general
 	var prev, name string
-	maxName, maxValue, maxLabels := d.lim.unbounded()
+	maxName, maxValue, maxLabels := d.max.maxNameLen, d.max.maxValueLen, d.max.maxLabels
 	for len(m) > 0 {
 		// The run of label fields in the common encoding, read with their lengths checked once
 		// each and no bounds checks after: this loop is most of what a request costs to decode.
@@ -714,7 +712,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	// seriesV1; prev is the name of the last label, name the metric name.
 	checked := !d.general
 	var prev, name string
-	maxName, maxValue, maxLabels := d.lim.unbounded()
+	maxName, maxValue, maxLabels := d.max.maxNameLen, d.max.maxValueLen, d.max.maxLabels
 	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
 		num, wt, n := consumeTag(m)
@@ -913,7 +911,7 @@ func (d *decoder) endSeries(lo, slo, nlabels, hist, ex int, typ batch.MetricType
 		name string
 		ok   bool
 	)
-	if d.lim.maxLabels > 0 && nlabels > d.lim.maxLabels {
+	if nlabels > d.max.maxLabels {
 		r = reasonTooManyLabels
 	} else {
 		var n int
@@ -984,13 +982,13 @@ func (d *decoder) checkLabels(ls []batch.Label, checkUTF8 bool) (n int, name str
 	if len(ls) > 0 && ls[0].Name == "" { // the empty name sorts first
 		return 0, "", 0, reasonEmptyLabelName, "", false
 	}
-	lim := d.lim
+	lim := d.max
 	for i := range ls {
 		l := ls[i]
-		if lim.maxNameLen > 0 && len(l.Name) > lim.maxNameLen {
+		if len(l.Name) > lim.maxNameLen {
 			return 0, "", 0, reasonLabelNameTooLong, l.Name, false
 		}
-		if lim.maxValueLen > 0 && len(l.Value) > lim.maxValueLen {
+		if len(l.Value) > lim.maxValueLen {
 			return 0, "", 0, reasonLabelValueTooLong, l.Name, false
 		}
 		if checkUTF8 && (!utf8.ValidString(l.Name) || !utf8.ValidString(l.Value)) {
@@ -1026,7 +1024,7 @@ var errTooManySeries = errors.New("too many series")
 
 // finish rejects the whole request when it is over the series limit.
 func (d *decoder) finish() error {
-	if d.lim.maxSeries > 0 && d.seriesTotal > d.lim.maxSeries {
+	if d.seriesTotal > d.max.maxSeries {
 		for _, s := range d.b.Series {
 			d.rejectedSamples[reasonTooManySeries] += len(s.Samples) + s.Histograms
 		}
