@@ -68,7 +68,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
 receiver= # the pid of the receiver running now, if any
 
-# scripts/lib.sh: stop (ends a process this script started, politely first), free_port, rss_kib.
+# scripts/lib.sh: stop, free_port, rss_kib, wait_ready, json_get, duration_s.
 source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
@@ -84,20 +84,6 @@ echo "== building ./anomaly_exporter and ./anomalytool"
 ./anomalytool loadgen --help >/dev/null 2>&1 ||
 	die "./anomalytool has no loadgen subcommand: register loadgenCmd in cmd/anomalytool/main.go"
 
-# wait_ready waits for url to answer 200 while pid runs.
-wait_ready() {
-	local url=$1 pid=$2 log=$3
-	for _ in $(seq 300); do
-		kill -0 "$pid" 2>/dev/null || {
-			tail -20 "$log" >&2
-			die "the receiver exited before it was ready"
-		}
-		curl -sf -o /dev/null "$url" && return
-		sleep 0.1
-	done
-	die "$url not ready after 30s"
-}
-
 # cpu_ticks is utime+stime of pid (fields 14 and 15 of /proc/<pid>/stat, counted after the
 # parenthesised command name, which may contain spaces).
 cpu_ticks() {
@@ -107,24 +93,10 @@ cpu_ticks() {
 }
 
 
-# json_get prints the value of a top-level key of loadgen's indented JSON report.
-json_get() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1; }
-
 # metric prints the sum of a metric's samples on a /metrics page.
 metric() { curl -sf "$1" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%.0f\n", s}'; }
 
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
-
-# duration_s prints a Go-style duration of whole seconds, minutes, hours or days in seconds.
-duration_s() {
-	case $1 in
-	*d) echo $((${1%d} * 86400)) ;;
-	*h) echo $((${1%h} * 3600)) ;;
-	*m) echo $((${1%m} * 60)) ;;
-	*s) echo "${1%s}" ;;
-	*) die "duration $1: want a whole number of s, m, h or d" ;;
-	esac
-}
 
 # scrape_loop scrapes url gzipped every interval seconds until killed, printing the time each
 # took and its size.

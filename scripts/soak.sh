@@ -19,7 +19,7 @@
 #   HOSTILE_INTERVAL=1s one hostile request per interval
 #   SERIES_EXPIRY=3m    the exporter's series_expiry, so that churned series are forgotten
 #   MAX_SERIES=100000   the exporter's max_series
-#   SAMPLE_EVERY=30     seconds between readings
+#   SAMPLE_EVERY=30     time between readings (30, 30s, 1m)
 #   MAX_GROWTH=10       % of RSS growth after warm-up that fails the run
 #   PROTOCOL=1          remote write 1 or 2
 #   GO=go
@@ -43,34 +43,24 @@ die() {
 	exit 1
 }
 
-# seconds converts 90s, 10m or 1h to seconds.
-seconds() {
-	case $1 in
-	*h) echo $((${1%h} * 3600)) ;;
-	*m) echo $((${1%m} * 60)) ;;
-	*s) echo "${1%s}" ;;
-	*[0-9]) echo "$1" ;;
-	*) die "duration $1: want a whole number of s, m or h" ;;
-	esac
-}
+# scripts/lib.sh: stop, free_port, rss_kib, wait_ready, json_get, duration_s.
+source "$(dirname "$0")/lib.sh"
 
-duration=$(seconds "$SOAK_DURATION")
+duration=$(duration_s "$SOAK_DURATION")
 ((duration >= 60)) || die "SOAK_DURATION=$SOAK_DURATION: at least 1m"
 if [[ -n $WARMUP ]]; then
-	warmup=$(seconds "$WARMUP")
+	warmup=$(duration_s "$WARMUP")
 else
 	warmup=$((duration / 3 < 300 ? duration / 3 : 300))
 fi
 ((warmup < duration)) || die "WARMUP=$WARMUP is not shorter than SOAK_DURATION=$SOAK_DURATION"
+sample_every=$(duration_s "$SAMPLE_EVERY")
 [[ -r /proc/self/status ]] || die "needs /proc (Linux) to read the exporter's RSS"
 
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 exporter=
 loadgen=
-
-# scripts/lib.sh: stop (ends a process this script started, politely first), free_port, rss_kib.
-source scripts/lib.sh # after the cd to the repository root
 
 cleanup() {
 	[[ -z $loadgen ]] || stop "$loadgen"
@@ -100,14 +90,7 @@ EOF
 ./anomaly_exporter --web.listen-address="127.0.0.1:$port" --config.file="$tmp/anomaly.yml" \
 	--storage.path="$tmp/data" --log.level=warn >"$tmp/exporter.log" 2>&1 &
 exporter=$!
-for _ in $(seq 300); do
-	curl -sf -o /dev/null "$base/-/ready" && break
-	kill -0 "$exporter" 2>/dev/null || {
-		tail -20 "$tmp/exporter.log" >&2
-		die "the exporter exited before it was ready"
-	}
-	sleep 0.1
-done
+wait_ready "$base/-/ready" "$exporter" "$tmp/exporter.log"
 
 rate=$(((SERIES + CHURN) / ROUND))
 echo "== soak: $SOAK_DURATION against pid $exporter on $base: $SERIES series + $CHURN new per ${ROUND}s round" \
@@ -137,14 +120,13 @@ while kill -0 "$loadgen" 2>/dev/null; do
 		echo "$elapsed $rss $gor" >>"$readings"
 		printf '%7ss %10.1f %10.1f %10s %9s %12s %10s %8s\n' "$elapsed" "$(awk "BEGIN{print $rss/1024}")" \
 			"$(awk "BEGIN{print $heap/1048576}")" "$gor" "$series" "$scored" "$created" "$fivexx"
-		next=$((next + SAMPLE_EVERY))
+		next=$((next + sample_every))
 	fi
 	sleep 1
 done
 wait "$loadgen" || die "loadgen failed: $(cat "$tmp/loadgen.err" "$tmp/loadgen.json")"
 loadgen=
 
-json_get() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1; }
 echo "== load: $(json_get "$tmp/loadgen.json" samples) samples sent, $(json_get "$tmp/loadgen.json" samples_accepted) accepted," \
 	"$(json_get "$tmp/loadgen.json" new_series) new series, $(json_get "$tmp/loadgen.json" hostile_requests) hostile requests" \
 	"($(json_get "$tmp/loadgen.json" hostile_unexpected) not answered as owed), latency p99 $(json_get "$tmp/loadgen.json" latency_p99_seconds)s"
