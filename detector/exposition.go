@@ -121,9 +121,12 @@ func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 	b = append(b, name...)
 	b = append(b, '{')
 	var metric string
+	// A plain series has nothing to sanitise, rename or escape: its labels are copied straight,
+	// in a loop of their own, the one most series take.
+	plain := stringLabels && sn.flags&flagPlain != 0
+	odd := sn.flags&flagOddNames != 0
 	switch {
-	case stringLabels && sn.flags&flagPlain != 0:
-		// Nothing to sanitise, rename or escape: copy straight from the labels' encoding.
+	case plain:
 		data := labelsData(sn.labels, nil)
 		for i := 0; i < len(data); {
 			var ln, v string
@@ -138,14 +141,8 @@ func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 			b = append(b, v...)
 			b = append(b, `",`...)
 		}
-		b = append(b, MetricLabel+`="`...)
-		b = append(b, metric...)
-		b = append(b, `"} `...)
-		b = strconv.AppendFloat(b, sn.value, 'g', -1, 64)
-		return append(b, '\n')
 	case stringLabels:
 		// The rules of rangeOutputLabels, over the labels' encoding without a call per label.
-		odd := sn.flags&flagOddNames != 0
 		data := labelsData(sn.labels, nil)
 		for i := 0; i < len(data); {
 			var ln, v string
@@ -161,11 +158,16 @@ func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 			b = appendLabel(b, ln, v, odd)
 		}
 	default:
-		odd := sn.flags&flagOddNames != 0
 		metric = rangeOutputLabels(sn.labels, func(ln, v string) { b = appendLabel(b, ln, v, odd) })
 	}
 	b = append(b, MetricLabel+"="...)
-	b = appendQuoted(b, metric)
+	if plain {
+		b = append(b, '"')
+		b = append(b, metric...)
+		b = append(b, '"')
+	} else {
+		b = appendQuoted(b, metric)
+	}
 	b = append(b, "} "...)
 	b = strconv.AppendFloat(b, sn.value, 'g', -1, 64)
 	return append(b, '\n')
