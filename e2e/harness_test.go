@@ -161,23 +161,35 @@ func httpGet(ctx context.Context, u string) ([]byte, error) {
 	return b, nil
 }
 
-// scrapeValue sums the samples of one metric family on a /metrics endpoint, for label pairs
-// given as name=value.
-func scrapeValue(addr, path, metric string, match ...string) (float64, error) {
+// scrapeFamilies scrapes path on addr and parses it with Prometheus's text parser, as a scrape
+// would.
+func scrapeFamilies(addr, path string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	b, err := httpGet(ctx, "http://"+addr+path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(bytes.NewReader(b))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(bytes.NewReader(b))
+}
+
+// scrapeValue sums the samples of one metric family on a /metrics endpoint, for label pairs
+// given as name=value.
+func scrapeValue(addr, path, metric string, match ...string) (float64, error) {
+	mfs, err := scrapeFamilies(addr, path)
 	if err != nil {
 		return 0, err
 	}
+	return familySum(mfs, metric, match...)
+}
+
+// familySum sums the samples of the family metric of one scrape whose labels include the
+// name=value pairs of match.
+func familySum(mfs map[string]*dto.MetricFamily, metric string, match ...string) (float64, error) {
 	mf, ok := mfs[metric]
 	if !ok {
-		return 0, fmt.Errorf("%s not exposed on %s", metric, path)
+		return 0, fmt.Errorf("%s not exposed", metric)
 	}
 	sum := 0.0
 next:
@@ -286,17 +298,4 @@ func startExporter(t *testing.T, cfg string, extra ...string) (addr string, p *p
 		return err
 	})
 	return addr, p
-}
-
-// scrapeScores scrapes /scores of the exporter at addr and parses it with Prometheus's text
-// parser, as a scrape would.
-func scrapeScores(addr string) (map[string]*dto.MetricFamily, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b, err := httpGet(ctx, "http://"+addr+"/scores")
-	if err != nil {
-		return nil, err
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	return parser.TextToMetricFamilies(bytes.NewReader(b))
 }

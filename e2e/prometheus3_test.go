@@ -146,9 +146,12 @@ rules:
 	})
 
 	// The exporter answered remote write 2.0 only, and only 204.
-	all, err := scrapeValue(exp, "/metrics", "anomaly_exporter_remote_write_requests_total")
+	// Both counts from one scrape: Prometheus keeps sending meanwhile.
+	mfs, err := scrapeFamilies(exp, "/metrics")
 	require.NoError(t, err)
-	ok, err := scrapeValue(exp, "/metrics", "anomaly_exporter_remote_write_requests_total", "protocol=2.0", "code=204")
+	all, err := familySum(mfs, "anomaly_exporter_remote_write_requests_total")
+	require.NoError(t, err)
+	ok, err := familySum(mfs, "anomaly_exporter_remote_write_requests_total", "protocol=2.0", "code=204")
 	require.NoError(t, err)
 	require.Positive(t, ok, "no remote write 2.0 request answered 204")
 	require.Equal(t, all, ok, "requests other than remote write 2.0 answered 204")
@@ -193,7 +196,7 @@ type scoreSample struct {
 
 // scoresByMetric reads /scores: by anomaly_metric, by output family, its one series.
 func scoresByMetric(exporter string) (map[string]map[string]scoreSample, error) {
-	mfs, err := scrapeScores(exporter)
+	mfs, err := scrapeFamilies(exporter, "/scores")
 	if err != nil {
 		return nil, err
 	}

@@ -144,7 +144,7 @@ func expectedScores(job, target string) map[string]bool {
 
 // scoresOf reads the anomaly_score series on an exporter's /scores.
 func scoresOf(addr string) (map[string]bool, error) {
-	mfs, err := scrapeScores(addr)
+	mfs, err := scrapeFamilies(addr, "/scores")
 	if err != nil {
 		return nil, err
 	}
