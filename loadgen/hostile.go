@@ -16,6 +16,8 @@ import (
 
 	"github.com/golang/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/anomaly-exporter/anomaly_exporter/remotewrite/wire"
 )
 
 // Hostile is one broken or hostile remote-write request, and the answer a receiver with the
@@ -50,16 +52,16 @@ func hostileV1(labels []string, samples ...hostileSample) []byte {
 	var ts []byte
 	for i := 0; i+1 < len(labels); i += 2 {
 		var l []byte
-		l = appendString(l, tagName, labels[i])
-		l = appendString(l, tagValue, labels[i+1])
+		l = wire.AppendString(l, wire.Name, labels[i])
+		l = wire.AppendString(l, wire.Value, labels[i+1])
 		ts = protowire.AppendTag(ts, 1, protowire.BytesType)
 		ts = protowire.AppendBytes(ts, l)
 	}
 	for _, s := range samples {
 		var b []byte
-		b = append(b, tagSampleVal)
+		b = append(b, wire.SampleVal)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.v))
-		b = append(b, tagSampleTime)
+		b = append(b, wire.SampleTime)
 		b = protowire.AppendVarint(b, uint64(s.t))
 		ts = protowire.AppendTag(ts, 2, protowire.BytesType)
 		ts = protowire.AppendBytes(ts, b)

@@ -503,7 +503,7 @@ func BenchmarkEncode(b *testing.B) {
 			round := int64(0)
 			for b.Loop() {
 				raw, _ := w.enc.encode(&w.chunks[0], g.startMs+round*g.stepMs, g.stepMs)
-				w.enc.compress(raw)
+				w.enc.snap.Encode(raw)
 				round++
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2000, "ns/sample")

@@ -82,7 +82,7 @@ func New(o Options) (*Generator, error) {
 			"User-Agent":                        {o.UserAgent},
 			"X-Prometheus-Remote-Write-Version": {o.Protocol.versionHeader()},
 		}}
-		b := &chunkBuilder{p: o.Protocol, names: names, refs: map[string]uint32{}}
+		b := &chunkBuilder{p: o.Protocol, names: names}
 		for c := lo; c < hi; c += o.SeriesPerRequest {
 			wk.chunks = append(wk.chunks, b.build(&o, c, min(c+o.SeriesPerRequest, hi)))
 		}
@@ -208,7 +208,7 @@ func (w *worker) run(issue, ctx context.Context, claimed *atomic.Int64, pace *pa
 		c := &w.chunks[w.next]
 		first := w.g.startMs + w.round*int64(o.SamplesPerSeries)*w.g.stepMs
 		raw, n := w.enc.encode(c, first, w.g.stepMs)
-		body := w.enc.compress(raw)
+		body := w.enc.snap.Encode(raw)
 		if pace != nil && !pace.wait(issue, n) {
 			return
 		}
@@ -239,7 +239,7 @@ func (w *worker) sendChurn(issue, ctx context.Context, first int64, pace *pacer)
 		}
 		c := w.churnB.build(o, lo, min(lo+o.SeriesPerRequest, base+w.churn))
 		raw, n := w.enc.encode(&c, first, w.g.stepMs)
-		body := w.enc.compress(raw)
+		body := w.enc.snap.Encode(raw)
 		if pace != nil && !pace.wait(issue, n) {
 			return false
 		}
