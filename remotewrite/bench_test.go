@@ -7,7 +7,10 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/anomaly-exporter/anomaly_exporter/batch"
@@ -110,21 +113,30 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, contentType string, body func([]ts) []byte) {
-	const n, rounds = 100_000, 4
+	const n, rounds = 100_000, 8
 	all := realisticSeries(n)
-	// Request bodies of every round up front: the benchmark measures the receiver only.
-	bodies := make([][][]byte, rounds+1)
-	for r := range bodies {
-		for off := 0; off < n; off += benchSeries {
-			ss := slices.Clone(all[off : off+benchSeries])
-			for i := range ss {
-				v := float64(i%100) + 10*math.Sin(float64(r)/8)
-				ss[i].samples = []batch.Sample{smp(1_700_000_000_000+int64(r)*15_000, v)}
+	// Request bodies of rounds rounds up front, built again for the next rounds when used up,
+	// with the timer and the CPU clock stopped: the benchmark measures the receiver only. Every
+	// round's timestamps are new, as in the server: a repeated round would be dropped as out of
+	// order before the model sees it.
+	bodies := make([][][]byte, rounds)
+	build := func(first int) {
+		for r := range bodies {
+			bodies[r] = bodies[r][:0]
+			for off := 0; off < n; off += benchSeries {
+				ss := slices.Clone(all[off : off+benchSeries])
+				for i := range ss {
+					round := first + r
+					// The series are counters: they must only grow, or they reset.
+					v := float64(i%100) + 10*float64(round) + 10*math.Sin(float64(round)/8)
+					ss[i].samples = []batch.Sample{smp(1_700_000_000_000+int64(round)*15_000, v)}
+				}
+				bodies[r] = append(bodies[r], body(ss))
 			}
-			bodies[r] = append(bodies[r], body(ss))
 		}
 	}
-	store := detector.NewStore(config.Default().StoreOptions(), nil)
+	reg := prometheus.NewRegistry()
+	store := detector.NewStore(config.Default().StoreOptions(), reg)
 	h := NewHandler(Options{}, store, nil, nil)
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", nil)
 	req.Header.Set("Content-Type", contentType)
@@ -141,18 +153,42 @@ func benchIngest(b *testing.B, contentType string, body func([]ts) []byte) {
 			b.Fatalf("status %d", w.code)
 		}
 	}
+	build(0)
 	for _, data := range bodies[0] { // the series are created: not the steady state
 		send(data)
 	}
+	next := 1 // the first round of bodies not sent yet
 	b.ReportAllocs()
 	b.ResetTimer()
+	var cpu time.Duration
 	cpu0, round := cpuNow(), 0
 	for b.Loop() {
-		for _, data := range bodies[1+round%rounds] {
+		if next == rounds {
+			cpu += cpuNow() - cpu0
+			b.StopTimer()
+			build(1 + round)
+			next = 0
+			b.StartTimer()
+			cpu0 = cpuNow()
+		}
+		for _, data := range bodies[next] {
 			send(data)
 		}
+		next++
 		round++
 	}
+	cpu += cpuNow() - cpu0
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(round*n), "ns/sample")
-	b.ReportMetric(float64((cpuNow()-cpu0).Nanoseconds())/float64(round*n), "cpu-ns/sample")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(round*n), "cpu-ns/sample")
+	// Every sample after the first round's must have been scored, not skipped.
+	scored, err := testutil.GatherAndCount(reg, "anomaly_exporter_detector_samples_scored_total")
+	require.NoError(b, err)
+	require.Equal(b, 1, scored)
+	mfs, err := reg.Gather()
+	require.NoError(b, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "anomaly_exporter_detector_samples_scored_total" {
+			require.GreaterOrEqual(b, mf.GetMetric()[0].GetCounter().GetValue(), float64(round*n), "rounds were skipped")
+		}
+	}
 }
