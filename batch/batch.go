@@ -60,6 +60,11 @@ type Sample struct {
 type Series struct {
 	// Labels are sorted by name, names unique and non-empty, including __name__.
 	Labels []Label
+	// LabelsData is Labels in the encoding of AppendEncoded, or nil. The decoder writes it while
+	// it reads the labels, when they are in the encoding senders use (a copy of bytes already
+	// in the cache), so that the detector, which identifies series by it, need not walk the
+	// labels a second time to build it. It aliases the decoder's buffers like the labels.
+	LabelsData []byte
 	// Type is the metric type from RW 2.0 metadata or RW 1.0 metadata when sent, else Unknown.
 	Type MetricType
 	// Samples are the float samples of the series.
@@ -121,4 +126,26 @@ func (b *Batch) Counts() (samples, histograms, exemplars int) {
 // own fault (the sender gets a 5xx and retries); samples it chooses not to score are not errors.
 type Appender interface {
 	Append(b *Batch) error
+}
+
+// AppendEncoded appends ls to b in the encoding Prometheus's labels.Labels keeps them in, in its
+// default (stringlabels) build: every name and value preceded by its length, one byte below 255,
+// else 255 and three bytes little-endian. It identifies a series: equal label sets have equal
+// encodings, and a tracked series keeps its encoding as its labels.Labels with no conversion.
+func AppendEncoded(b []byte, ls []Label) []byte {
+	for i := range ls {
+		b = AppendEncodedString(b, ls[i].Name)
+		b = AppendEncodedString(b, ls[i].Value)
+	}
+	return b
+}
+
+// AppendEncodedString appends one name or value in the encoding of AppendEncoded.
+func AppendEncodedString(b []byte, s string) []byte {
+	if n := len(s); n < 255 {
+		b = append(b, byte(n))
+	} else {
+		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
+	}
+	return append(b, s...)
 }

@@ -10,11 +10,10 @@ import (
 )
 
 // A series is identified by the encoding of its labels that Prometheus's labels.Labels keeps in
-// its default (stringlabels) build: every name and value preceded by its length, one byte below
-// 255, else 255 and three bytes little-endian. Append writes the labels of a request's series in
-// that encoding into one scratch buffer, hashes each series' bytes in one call, and compares them
-// with the stored series' string in one comparison; a new series keeps a copy of the bytes as its
-// labels.Labels, without building it label by label.
+// its default (stringlabels) build (batch.AppendEncoded). Append takes it from the batch, where
+// the decoder wrote it, or writes it into one scratch buffer, hashes each series' bytes in one
+// call, and compares them with the stored series' string in one comparison; a new series keeps a
+// copy of the bytes as its labels.Labels, without building it label by label.
 
 // stringLabels is true when labels.Labels is one string holding the encoding above, which
 // init checks on a sample; otherwise (a build with the slicelabels or dedupelabels tag) the
@@ -22,26 +21,8 @@ import (
 var stringLabels = func() bool {
 	ls := labels.FromStrings("__name__", "up", "a", string(make([]byte, 300)))
 	return unsafe.Sizeof(ls) == unsafe.Sizeof("") &&
-		*(*string)(unsafe.Pointer(&ls)) == string(appendEncodedLabels(nil, toBatchLabels(ls)))
+		*(*string)(unsafe.Pointer(&ls)) == string(batch.AppendEncoded(nil, toBatchLabels(ls)))
 }()
-
-// appendEncodedLabels appends the encoding of ls to b.
-func appendEncodedLabels(b []byte, ls []batch.Label) []byte {
-	for i := range ls {
-		b = appendEncodedString(b, ls[i].Name)
-		b = appendEncodedString(b, ls[i].Value)
-	}
-	return b
-}
-
-func appendEncodedString(b []byte, s string) []byte {
-	if n := len(s); n < 255 {
-		b = append(b, byte(n))
-	} else {
-		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
-	}
-	return append(b, s...)
-}
 
 // labelsData returns the encoding of ls: its own string in the default build (no copy), else
 // built in buf.
@@ -49,7 +30,7 @@ func labelsData(ls labels.Labels, buf []byte) string {
 	if stringLabels {
 		return *(*string)(unsafe.Pointer(&ls))
 	}
-	return string(appendEncodedLabels(buf[:0], toBatchLabels(ls)))
+	return string(batch.AppendEncoded(buf[:0], toBatchLabels(ls)))
 }
 
 // labelsFromData returns labels.Labels holding a copy of enc, the encoding of ls.
@@ -71,5 +52,5 @@ func hashData(enc []byte) uint64 { return xxhash.Sum64(enc) }
 // hashLabels hashes labels that arrive one by one (checkpoints, backfill, tests).
 func hashLabels(ls []batch.Label) uint64 {
 	var buf [512]byte
-	return hashData(appendEncodedLabels(buf[:0], ls))
+	return hashData(batch.AppendEncoded(buf[:0], ls))
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+
+	"github.com/anomaly-exporter/anomaly_exporter/batch"
 )
 
 // TestEncodedLabelsAreLabelsData: the encoding Append writes for a request's labels is the one
@@ -18,7 +20,7 @@ func TestEncodedLabelsAreLabelsData(t *testing.T) {
 	for _, long := range []int{0, 254, 255, 256, 70_000} {
 		ls := labels.FromStrings("__name__", "up", "instance", strings.Repeat("i", long), "job", "")
 		prefix := []byte("prefix")
-		enc := appendEncodedLabels(prefix, toBatchLabels(ls))
+		enc := batch.AppendEncoded(prefix, toBatchLabels(ls))
 		require.Equal(t, "prefix", string(enc[:6]))
 		require.Equal(t, *(*string)(unsafe.Pointer(&ls)), string(enc[6:]), "value of %d bytes", long)
 		require.Equal(t, labelsData(ls, nil), string(enc[6:]))

@@ -160,7 +160,7 @@ func (sh *shard) at(i int32) *entry {
 // lookup finds the series with hash h and labels ls.
 func (sh *shard) lookup(h uint64, ls []batch.Label) *entry {
 	var buf [512]byte
-	return sh.lookupData(h, appendEncodedLabels(buf[:0], ls))
+	return sh.lookupData(h, batch.AppendEncoded(buf[:0], ls))
 }
 
 // lookupData finds the series with hash h and labels encoded as enc.
@@ -179,7 +179,7 @@ func (sh *shard) lookupData(h uint64, enc []byte) *entry {
 // insert copies the labels (they alias the request buffer) into a new entry.
 func (sh *shard) insert(h uint64, ls []batch.Label) *entry {
 	var buf [512]byte
-	return sh.insertData(h, appendEncodedLabels(buf[:0], ls), ls)
+	return sh.insertData(h, batch.AppendEncoded(buf[:0], ls), ls)
 }
 
 // insertData adds the series with hash h, labels ls and their encoding enc, copying enc.
@@ -332,7 +332,7 @@ type appendItem struct {
 	hash     uint64
 	ser      *batch.Series
 	samples  []batch.Sample // ser's samples within the window: all of them, usually
-	off, end int32          // its labels' encoding: enc[off:end]
+	off, end int32          // its labels' encoding: enc[off:end], or ser.LabelsData when off < 0
 	head     int32          // its first candidate entry, looked up ahead; -1 if none
 }
 
@@ -387,8 +387,12 @@ func (s *Store) Append(b *batch.Batch) error {
 			sc.kept = append(sc.kept, kept...)
 			samples = sc.kept[n:len(sc.kept):len(sc.kept)]
 		}
+		if ser.LabelsData != nil {
+			sc.items = append(sc.items, appendItem{hash: hashData(ser.LabelsData), ser: ser, samples: samples, off: -1})
+			continue
+		}
 		off := len(sc.enc)
-		sc.enc = appendEncodedLabels(sc.enc, ser.Labels)
+		sc.enc = batch.AppendEncoded(sc.enc, ser.Labels)
 		sc.items = append(sc.items, appendItem{hash: hashData(sc.enc[off:]), ser: ser, samples: samples, off: int32(off), end: int32(len(sc.enc))})
 	}
 	sc.sortByShard()
@@ -479,7 +483,11 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 			kept.Samples = it.samples
 			ser = &kept
 		}
-		s.appendSeries(rs, sh, it.hash, it.head, sc.enc[it.off:it.end], ser, now, st)
+		enc := it.ser.LabelsData
+		if it.off >= 0 {
+			enc = sc.enc[it.off:it.end]
+		}
+		s.appendSeries(rs, sh, it.hash, it.head, enc, ser, now, st)
 	}
 }
 

@@ -145,6 +145,8 @@ type decoder struct {
 	b       batch.Batch
 	labels  []batch.Label
 	samples []batch.Sample
+	// enc is the arena of the series' LabelsData, written by the fast paths.
+	enc     []byte
 	moved   bool
 	symbols []string
 	meta    []metaEntry
@@ -152,6 +154,8 @@ type decoder struct {
 	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
 	// rather than once per reference.
 	symbolsValid bool
+	// wordsV2 says the request has room for copyWords after it (see seriesV2).
+	wordsV2 bool
 	// general sends every series through checkLabels, as if no label were in the common
 	// encoding: tests compare the two paths with it.
 	general bool
@@ -172,6 +176,7 @@ func (d *decoder) reset() {
 	d.b.Series = d.b.Series[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.enc = d.enc[:0]
 	d.symbols = d.symbols[:0]
 	d.meta = d.meta[:0]
 	d.b.Metadata = d.b.Metadata[:0]
@@ -246,9 +251,9 @@ func (d *decoder) decodeV2(data []byte) error { return d.decode(data, (*decoder)
 func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error {
 	d.reset()
 	d.max = d.lim.bounded()
-	labelsCap, samplesCap := cap(d.labels), cap(d.samples)
+	labelsCap, samplesCap, encCap := cap(d.labels), cap(d.samples), cap(d.enc)
 	err := parse(d, data)
-	d.moved = d.moved || cap(d.labels) != labelsCap || cap(d.samples) != samplesCap
+	d.moved = d.moved || cap(d.labels) != labelsCap || cap(d.samples) != samplesCap || cap(d.enc) != encCap
 	if err == nil {
 		err = d.finish()
 	}
@@ -309,12 +314,22 @@ func (d *decoder) parseV1(data []byte) error {
 func (d *decoder) seriesV1(m []byte) error {
 	lo, slo := len(d.labels), len(d.samples)
 	labels := d.labels // written back at the end: the loop appends to a local
+	// The checked labels' LabelsData: a label in the common encoding is its name and value
+	// each with its one-byte length before it, which is the label message without its three
+	// tag and length bytes and the value's tag, so it is two copies. The encoding is shorter
+	// than the message, so room for all of it is made once.
+	enc := slices.Grow(d.enc, len(m)+wordSlack)
+	elo := len(enc)
 	var hist, ex, nlabels int
 	// Label fields are checked for ASCII, hence valid UTF-8, in one run over the leading label
 	// fields (senders write the labels first), and a label field after another field on its own;
 	// only a series with a non-ASCII byte there gets per-string checks.
 	ascii := true
 	whole := m
+	// copyWords may read wordSlack-1 bytes past a label: past the series' message only for its
+	// last field, and the message of the request's last series has them when it comes from the
+	// handler, which makes the room.
+	words := cap(m)-len(m) >= wordSlack
 	leading := true // no other field seen yet: the label fields so far are whole[:len(whole)-len(m)]
 	labelsEnd := len(whole)
 	// checked says the labels so far are valid and need nothing of checkLabels; prev is the
@@ -355,6 +370,16 @@ func (d *decoder) seriesV1(m []byte) error {
 			prev = nb
 			nlabels++
 			labels = append(labels, batch.Label{Name: nb, Value: vb})
+			if e := len(enc); words {
+				// enc has room for the labels and wordSlack (made above) and the message
+				// wordSlack bytes after its labels.
+				dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
+				copyWords(unsafe.Add(dst, e), unsafe.Add(p, 3), 1+n1)
+				copyWords(unsafe.Add(dst, e+1+n1), unsafe.Add(q, 1), 1+n2)
+				enc = enc[:e+ll-2]
+			} else {
+				enc = append(append(enc, m[3:4+n1]...), m[5+n1:2+ll]...)
+			}
 			if !leading {
 				ascii = ascii && isASCII(m[:2+ll])
 			}
@@ -454,11 +479,30 @@ func (d *decoder) seriesV1(m []byte) error {
 	}
 	ascii = ascii && isASCII(whole[:labelsEnd])
 	if checked && ascii && name != "" && nlabels <= maxLabels {
-		d.appendChecked(lo, slo, hist, ex, batch.Unknown)
+		d.enc = enc
+		d.appendChecked(lo, slo, elo, hist, ex, batch.Unknown)
 		return nil
 	}
+	d.enc = enc[:elo]
 	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
 	return nil
+}
+
+// wordSlack is the room copyWords needs after what it copies, in both buffers.
+const wordSlack = 16
+
+// copyWords copies n bytes from src to dst eight at a time: label strings are short, and a call
+// of memmove for each costs more than the copy. It writes and reads up to wordSlack-1 bytes past
+// the n, which must be there. The words are moved as byte arrays, which the compiler turns into
+// one load and one store where the CPU allows unaligned access and into bytes elsewhere.
+func copyWords(dst, src unsafe.Pointer, n int) {
+	// Two words whatever n: most names and values are shorter, and then there is no loop.
+	le := binary.LittleEndian
+	le.PutUint64((*[8]byte)(dst)[:], le.Uint64((*[8]byte)(src)[:]))
+	le.PutUint64((*[8]byte)(unsafe.Add(dst, 8))[:], le.Uint64((*[8]byte)(unsafe.Add(src, 8))[:]))
+	for o := 16; o < n; o += 8 {
+		le.PutUint64((*[8]byte)(unsafe.Add(dst, o))[:], le.Uint64((*[8]byte)(unsafe.Add(src, o))[:]))
+	}
 }
 
 // isASCII reports whether b has no byte with the high bit set, eight bytes at a time. Label
@@ -628,6 +672,7 @@ func (d *decoder) applyMetadataV1() {
 // first pass because protobuf allows them to follow the series that reference them.
 func (d *decoder) parseV2(data []byte) error {
 	d.symbolsValid = true
+	d.wordsV2 = cap(data)-len(data) >= wordSlack
 	for rest := data; len(rest) > 0; {
 		num, typ, n := consumeTag(rest)
 		if n < 0 {
@@ -713,6 +758,10 @@ func (d *decoder) seriesV2(m []byte) error {
 	checked := !d.general
 	var prev, name string
 	maxName, maxValue, maxLabels := d.max.maxNameLen, d.max.maxValueLen, d.max.maxLabels
+	enc, elo := d.enc, len(d.enc) // the checked labels' LabelsData
+	// The symbols alias the request, which has wordSlack bytes after it when it comes from the
+	// handler (parseV2 sets wordsV2): copyWords may read that far past a symbol.
+	words := d.wordsV2
 	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
 		num, wt, n := consumeTag(m)
@@ -768,6 +817,19 @@ func (d *decoder) seriesV2(m []byte) error {
 				prev = ln
 				nlabels++
 				labels = append(labels, batch.Label{Name: ln, Value: lv})
+				if e := len(enc); words && len(ln) < 255 && len(lv) < 255 {
+					if cap(enc)-e < 2+len(ln)+len(lv)+wordSlack {
+						enc = slices.Grow(enc, 2+len(ln)+len(lv)+wordSlack)
+					}
+					dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
+					*(*byte)(unsafe.Add(dst, e)) = byte(len(ln))
+					copyWords(unsafe.Add(dst, e+1), unsafe.Pointer(unsafe.StringData(ln)), len(ln))
+					*(*byte)(unsafe.Add(dst, e+1+len(ln))) = byte(len(lv))
+					copyWords(unsafe.Add(dst, e+2+len(ln)), unsafe.Pointer(unsafe.StringData(lv)), len(lv))
+					enc = enc[:e+2+len(ln)+len(lv)]
+				} else {
+					enc = batch.AppendEncodedString(batch.AppendEncodedString(enc, ln), lv)
+				}
 				p = p[n1+n2:]
 			}
 			if len(p) > 0 {
@@ -846,9 +908,11 @@ func (d *decoder) seriesV2(m []byte) error {
 		return malformed("odd number of labels_refs")
 	}
 	if checked && d.symbolsValid && name != "" && nlabels <= maxLabels {
-		d.appendChecked(lo, slo, hist, ex, typ)
+		d.enc = enc
+		d.appendChecked(lo, slo, elo, hist, ex, typ)
 		return nil
 	}
+	d.enc = enc[:elo]
 	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
 	return nil
 }
@@ -891,11 +955,12 @@ func (d *decoder) metadataV2(b []byte) (int, error) {
 
 // appendChecked ends a series whose labels, d.labels[lo:], were checked as they were read:
 // valid, sorted, with a metric name, nothing to drop; its samples are d.samples[slo:].
-func (d *decoder) appendChecked(lo, slo, hist, ex int, typ batch.MetricType) {
+func (d *decoder) appendChecked(lo, slo, elo, hist, ex int, typ batch.MetricType) {
 	d.seriesTotal++
-	hi, shi := len(d.labels), len(d.samples)
+	hi, shi, ehi := len(d.labels), len(d.samples), len(d.enc)
 	d.b.Series = append(d.b.Series, batch.Series{
-		Labels: d.labels[lo:hi:hi], Type: typ, Samples: d.samples[slo:shi:shi], Histograms: hist, Exemplars: ex,
+		Labels: d.labels[lo:hi:hi], LabelsData: d.enc[elo:ehi:ehi], Type: typ, Samples: d.samples[slo:shi:shi],
+		Histograms: hist, Exemplars: ex,
 	})
 }
 

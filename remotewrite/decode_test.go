@@ -485,6 +485,7 @@ func TestTypeAndUnitLabels(t *testing.T) {
 func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	names := []string{"up", "http_requests_total", "temp", "x"}
+	encoded := map[string]int{} // series with LabelsData, by case
 	pick := func(ss ...string) string { return ss[r.IntN(len(ss))] }
 	for i := range 3000 {
 		var ss []ts
@@ -520,6 +521,10 @@ func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 		}{
 			{"v1", false, (*decoder).decodeV1, v1},
 			{"v2", false, (*decoder).decodeV2, v2},
+			// With the room after the request that the handler makes, the fast paths copy the
+			// labels' encoding in words (copyWords).
+			{"v1 words", false, (*decoder).decodeV1, append(make([]byte, 0, len(v1)+wordSlack), v1...)},
+			{"v2 words", false, (*decoder).decodeV2, append(make([]byte, 0, len(v2)+wordSlack), v2...)},
 			{"v2 general", true, (*decoder).decodeV2, v2},
 		} {
 			d := &decoder{lim: lim, general: c.general}
@@ -532,7 +537,18 @@ func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 			require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d, %s", i, c.name)
 			require.Equal(t, ref.rejectedSamples, d.rejectedSamples, "request %d, %s", i, c.name)
 			require.Equal(t, ref.first, d.first, "request %d, %s", i, c.name)
+			// What the fast paths encode as they read is the labels' encoding, which the detector
+			// identifies series by.
+			for _, ser := range d.b.Series {
+				if ser.LabelsData != nil {
+					encoded[c.name]++
+					require.Equal(t, string(batch.AppendEncoded(nil, ser.Labels)), string(ser.LabelsData), "request %d, %s", i, c.name)
+				}
+			}
 		}
+	}
+	for _, c := range []string{"v1", "v2", "v1 words", "v2 words"} {
+		require.Positive(t, encoded[c], c)
 	}
 }
 

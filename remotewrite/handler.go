@@ -252,8 +252,8 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, p protocol, d *
 	if int64(n) > limit {
 		return result{code: http.StatusRequestEntityTooLarge, why: rejectDecodedTooLarge, msg: fmt.Sprintf("decoded body of %d bytes is over the limit of %d bytes", n, limit)}
 	}
-	if cap(d.buf) < n {
-		d.buf = make([]byte, n)
+	if cap(d.buf) < n+wordSlack {
+		d.buf = make([]byte, n+wordSlack) // copyWords reads past the last label
 	}
 	d.buf, err = snappy.Decode(d.buf[:cap(d.buf)], d.body)
 	if err != nil {
