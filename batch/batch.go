@@ -7,6 +7,8 @@
 // A consumer that keeps a label beyond that call must copy it.
 package batch
 
+import "unsafe"
+
 // MetricType mirrors the metric types of remote write 2.0 metadata (and the RW 1.0 metadata
 // enum, which has the same order), so that the detector can tell counters from gauges.
 type MetricType uint8
@@ -58,12 +60,14 @@ type Sample struct {
 
 // Series is one series of the request with its samples in the order the sender sent them.
 type Series struct {
-	// Labels are sorted by name, names unique and non-empty, including __name__.
+	// Labels are sorted by name, names unique and non-empty, including __name__. They are empty
+	// when the decoder left them in LabelsData only: read them with LabelsOf.
 	Labels []Label
-	// LabelsData is Labels in the encoding of AppendEncoded, or nil. The decoder writes it while
-	// it reads the labels, when they are in the encoding senders use (a copy of bytes already
-	// in the cache), so that the detector, which identifies series by it, need not walk the
-	// labels a second time to build it. It aliases the decoder's buffers like the labels.
+	// LabelsData is the labels in the encoding of AppendEncoded, or nil. The decoder writes it
+	// while it reads the labels, when they are in the encoding senders use (a copy of bytes
+	// already in the cache), and then does not build Labels: the detector identifies series by
+	// LabelsData, and needs the labels one by one only for a series it has not seen before. It
+	// aliases the decoder's buffers like the labels.
 	LabelsData []byte
 	// Type is the metric type from RW 2.0 metadata or RW 1.0 metadata when sent, else Unknown.
 	Type MetricType
@@ -148,4 +152,55 @@ func AppendEncodedString(b []byte, s string) []byte {
 		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
 	}
 	return append(b, s...)
+}
+
+// LabelsOf returns the labels of s: Labels, or when they are empty, the labels of LabelsData
+// decoded into buf, their strings aliasing LabelsData.
+func (s *Series) LabelsOf(buf []Label) []Label {
+	if len(s.Labels) > 0 || len(s.LabelsData) == 0 {
+		return s.Labels
+	}
+	return AppendDecoded(buf, s.LabelsData)
+}
+
+// MetricName returns the value of the series' __name__ label, "" if it has none.
+func (s *Series) MetricName() string {
+	if len(s.Labels) > 0 || len(s.LabelsData) == 0 {
+		for _, l := range s.Labels {
+			if l.Name == "__name__" {
+				return l.Value
+			}
+		}
+		return ""
+	}
+	for d := s.LabelsData; len(d) > 0; {
+		var name, value string
+		name, d = decodeString(d)
+		value, d = decodeString(d)
+		if name == "__name__" {
+			return value
+		}
+	}
+	return ""
+}
+
+// AppendDecoded appends to buf the labels of data, in the encoding of AppendEncoded. The
+// strings alias data. data must be a whole encoding: what AppendEncoded wrote.
+func AppendDecoded(buf []Label, data []byte) []Label {
+	for len(data) > 0 {
+		var l Label
+		l.Name, data = decodeString(data)
+		l.Value, data = decodeString(data)
+		buf = append(buf, l)
+	}
+	return buf
+}
+
+// decodeString reads one length-prefixed string of AppendEncoded's encoding off the front of d.
+func decodeString(d []byte) (string, []byte) {
+	n, h := int(d[0]), 1
+	if n == 255 {
+		n, h = int(d[1])|int(d[2])<<8|int(d[3])<<16, 4
+	}
+	return unsafe.String(unsafe.SliceData(d[h:]), n), d[h+n:]
 }

@@ -308,6 +308,9 @@ type appendStats struct {
 	scratch    []batch.Sample
 	// points collects the scored points for the Output; nil when there is none.
 	points *[]Point
+	// labels holds the labels of a series built from its LabelsData (batch.Series.LabelsOf),
+	// for the series the store needs them of: new ones, and those of an older rule generation.
+	labels []batch.Label
 	// instant is the time of the last sample scored, valid when instantOK: the series of a
 	// request mostly share their timestamp, and with it what the model derives from it.
 	instant   model.Instant
@@ -317,8 +320,10 @@ type appendStats struct {
 // appendScratch is the working memory of one Append, pooled.
 type appendScratch struct {
 	// enc holds the encoded labels of the batch's series back to back.
-	enc   []byte
-	items []appendItem
+	enc []byte
+	// labels is appendStats.labels' memory, kept with the scratch.
+	labels []batch.Label
+	items  []appendItem
 	// kept holds the samples within the window of series that also had samples outside it.
 	kept []batch.Sample
 	// order lists items by shard, in batch order within a shard; start[k] is where shard k's
@@ -371,6 +376,7 @@ func (s *Store) Append(b *batch.Batch) error {
 	}
 	sc := scratchPool.Get().(*appendScratch)
 	sc.enc, sc.items, sc.kept = sc.enc[:0], sc.items[:0], sc.kept[:0]
+	st.labels = sc.labels
 	for i := range b.Series {
 		ser := &b.Series[i]
 		st.histos += ser.Histograms
@@ -406,6 +412,8 @@ func (s *Store) Append(b *batch.Batch) error {
 		}
 	}
 	clear(sc.items) // drop the references to the batch
+	sc.labels = st.labels[:0]
+	clear(sc.labels[:cap(sc.labels)])
 	if cap(sc.enc) <= maxPooledScratch && cap(sc.kept) <= maxPooledScratch/16 {
 		scratchPool.Put(sc)
 	}
@@ -417,6 +425,16 @@ func (s *Store) Append(b *batch.Batch) error {
 		st.flush(out.o)
 	}
 	return nil
+}
+
+// labelsOf returns the labels of ser, built in st.labels when the decoder left them in
+// LabelsData only. They are valid until the next call.
+func (st *appendStats) labelsOf(ser *batch.Series) []batch.Label {
+	if len(ser.Labels) > 0 {
+		return ser.Labels
+	}
+	st.labels = ser.LabelsOf(st.labels[:0])
+	return st.labels
 }
 
 // instantOf returns the Instant of t, computed anew only when t is not the last one asked for.
@@ -540,11 +558,12 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc [
 	}
 	switch {
 	case e == nil:
-		if isOwnOutput(ser.Labels) {
+		ls := st.labelsOf(ser)
+		if isOwnOutput(ls) {
 			st.ownOutput += len(ser.Samples)
 			return
 		}
-		rule, ok := rs.Rules.Match(ser.Labels)
+		rule, ok := rs.Rules.Match(ls)
 		if !ok {
 			st.noRule += len(ser.Samples)
 			return
@@ -553,18 +572,18 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc [
 			st.overLimit += len(ser.Samples)
 			return
 		}
-		e = sh.insertData(h, enc, ser.Labels)
+		e = sh.insertData(h, enc, ls)
 		s.series.Add(1)
 		st.created++
 		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fpKey(rs.fingerprints[rule])
-		name, typ := metricName(ser.Labels), ser.Type
+		name, typ := metricName(ls), ser.Type
 		if typ == batch.Unknown {
 			typ = s.families.typeOf(name)
 		}
 		e.stream.Counter = IsCounter(typ, name)
 		s.requestBackfill(e)
 	case e.gen != rs.gen:
-		rule, ok := rs.Rules.Match(ser.Labels)
+		rule, ok := rs.Rules.Match(st.labelsOf(ser))
 		if !ok {
 			sh.remove(sh.indexOf(e))
 			s.series.Add(-1)

@@ -320,6 +320,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	// than the message, so room for all of it is made once.
 	enc := slices.Grow(d.enc, len(m)+wordSlack)
 	elo := len(enc)
+	kept := elo // enc[:kept] is kept: more when labels alias it (unlazy)
 	var hist, ex, nlabels int
 	// Label fields are checked for ASCII, hence valid UTF-8, in one run over the leading label
 	// fields (senders write the labels first), and a label field after another field on its own;
@@ -358,18 +359,18 @@ func (d *decoder) seriesV1(m []byte) error {
 			if prev != "" && nb[0] <= prev[0] && nb <= prev {
 				break
 			}
-			vb := unsafe.String((*byte)(unsafe.Add(q, 2)), n2)
 			if n1 == len(metricNameLabel) && nb[0] == '_' {
 				if nb == typeLabel || nb == unitLabel {
 					break // metadata: checkLabels takes it out
 				}
 				if nb == metricNameLabel {
-					name = vb
+					name = unsafe.String((*byte)(unsafe.Add(q, 2)), n2)
 				}
 			}
 			prev = nb
 			nlabels++
-			labels = append(labels, batch.Label{Name: nb, Value: vb})
+			// The label goes to LabelsData only; the labels are built from it if the series
+			// leaves the fast path (unlazy), or by whoever needs them (batch.Series.LabelsOf).
 			if e := len(enc); words {
 				// enc has room for the labels and wordSlack (made above) and the message
 				// wordSlack bytes after its labels.
@@ -455,7 +456,9 @@ func (d *decoder) seriesV1(m []byte) error {
 				// Both strings alias the request (an empty one is "" whatever its pointer). The
 				// loop above took every label it could check; this one is not checked.
 				nb, vb := v[2:2+n1], v[4+n1:]
-				checked = false
+				if checked {
+					labels, kept, checked = unlazy(labels, enc, elo), len(enc), false
+				}
 				labels = append(labels, batch.Label{
 					Name:  unsafe.String(unsafe.SliceData(nb), len(nb)),
 					Value: unsafe.String(unsafe.SliceData(vb), len(vb)),
@@ -468,7 +471,9 @@ func (d *decoder) seriesV1(m []byte) error {
 			d.labels = labels
 			return err
 		}
-		checked = false
+		if checked {
+			labels, kept, checked = unlazy(labels, enc, elo), len(enc), false
+		}
 		if nlabels <= maxLabels {
 			labels = append(labels, l)
 		}
@@ -483,9 +488,19 @@ func (d *decoder) seriesV1(m []byte) error {
 		d.appendChecked(lo, slo, elo, hist, ex, batch.Unknown)
 		return nil
 	}
-	d.enc = enc[:elo]
+	if checked {
+		d.labels, kept = unlazy(d.labels, enc, elo), len(enc)
+	}
+	d.enc = enc[:kept]
 	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
 	return nil
+}
+
+// unlazy appends to labels the labels of a series that the fast path of seriesV1 kept only in
+// enc[elo:], when the series leaves that path. Their strings alias enc, whose bytes up to its
+// length must then be kept.
+func unlazy(labels []batch.Label, enc []byte, elo int) []batch.Label {
+	return batch.AppendDecoded(labels, enc[elo:])
 }
 
 // wordSlack is the room copyWords needs after what it copies, in both buffers.
@@ -659,7 +674,7 @@ func (d *decoder) applyMetadataV1() {
 		return d.meta[i].typ, true
 	}
 	for i := range d.b.Series {
-		if t, ok := batch.TypeByFamily(metricName(d.b.Series[i].Labels), find); ok {
+		if t, ok := batch.TypeByFamily(d.b.Series[i].MetricName(), find); ok {
 			d.b.Series[i].Type = t
 		}
 	}
@@ -762,6 +777,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	// The symbols alias the request, which has wordSlack bytes after it when it comes from the
 	// handler (parseV2 sets wordsV2): copyWords may read that far past a symbol.
 	words := d.wordsV2
+	kept := elo                              // as in seriesV1
 	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
 		num, wt, n := consumeTag(m)
@@ -787,7 +803,9 @@ func (d *decoder) seriesV2(m []byte) error {
 				}
 				m = m[n:]
 				p = binary.AppendUvarint(unpacked[:0], ref)
-				checked = false
+				if checked {
+					d.labels, kept, checked = unlazy(d.labels, enc, elo), len(enc), false
+				}
 			}
 			labels, symbols := d.labels, d.symbols
 			// Whole pairs of references below 16384 (one or two bytes each), checked as they are
@@ -816,7 +834,7 @@ func (d *decoder) seriesV2(m []byte) error {
 				}
 				prev = ln
 				nlabels++
-				labels = append(labels, batch.Label{Name: ln, Value: lv})
+				// To LabelsData only, as in seriesV1.
 				if e := len(enc); words && len(ln) < 255 && len(lv) < 255 {
 					if cap(enc)-e < 2+len(ln)+len(lv)+wordSlack {
 						enc = slices.Grow(enc, 2+len(ln)+len(lv)+wordSlack)
@@ -832,8 +850,8 @@ func (d *decoder) seriesV2(m []byte) error {
 				}
 				p = p[n1+n2:]
 			}
-			if len(p) > 0 {
-				checked = false
+			if len(p) > 0 && checked {
+				labels, kept, checked = unlazy(labels, enc, elo), len(enc), false
 			}
 			for len(p) > 0 {
 				// References below 16384 (one or two bytes) are decoded inline.
@@ -912,7 +930,10 @@ func (d *decoder) seriesV2(m []byte) error {
 		d.appendChecked(lo, slo, elo, hist, ex, typ)
 		return nil
 	}
-	d.enc = enc[:elo]
+	if checked {
+		d.labels, kept = unlazy(d.labels, enc, elo), len(enc)
+	}
+	d.enc = enc[:kept]
 	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
 	return nil
 }

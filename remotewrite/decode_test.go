@@ -32,18 +32,25 @@ func checkInvariants(t *testing.T, b *batch.Batch, lim limits) {
 		t.Fatalf("%d series over the limit of %d", len(b.Series), lim.maxSeries)
 	}
 	for i, s := range b.Series {
-		if lim.maxLabels > 0 && len(s.Labels) > lim.maxLabels {
-			t.Fatalf("series %d: %d labels over the limit", i, len(s.Labels))
+		ls := s.LabelsOf(nil)
+		if lim.maxLabels > 0 && len(ls) > lim.maxLabels {
+			t.Fatalf("series %d: %d labels over the limit", i, len(ls))
+		}
+		if len(s.Labels) == 0 && s.LabelsData == nil {
+			t.Fatalf("series %d: neither labels nor their encoding", i)
+		}
+		if s.LabelsData != nil && string(batch.AppendEncoded(nil, ls)) != string(s.LabelsData) {
+			t.Fatalf("series %d: LabelsData %q is not the encoding of %v", i, s.LabelsData, ls)
 		}
 		haveName := false
-		for j, l := range s.Labels {
+		for j, l := range ls {
 			switch {
 			case l.Name == "":
 				t.Fatalf("series %d: empty label name", i)
 			case l.Value == "":
 				t.Fatalf("series %d: empty value of %q", i, l.Name)
-			case j > 0 && s.Labels[j-1].Name >= l.Name:
-				t.Fatalf("series %d: labels not sorted and unique: %q before %q", i, s.Labels[j-1].Name, l.Name)
+			case j > 0 && ls[j-1].Name >= l.Name:
+				t.Fatalf("series %d: labels not sorted and unique: %q before %q", i, ls[j-1].Name, l.Name)
 			case !utf8.ValidString(l.Name) || !utf8.ValidString(l.Value):
 				t.Fatalf("series %d: invalid UTF-8 in %q=%q", i, l.Name, l.Value)
 			case lim.maxNameLen > 0 && len(l.Name) > lim.maxNameLen, lim.maxValueLen > 0 && len(l.Value) > lim.maxValueLen:
@@ -470,7 +477,7 @@ func TestTypeAndUnitLabels(t *testing.T) {
 				d := &decoder{}
 				require.NoError(t, p.decode(d, p.data), p.name)
 				require.Len(t, d.b.Series, 1, p.name)
-				require.Equal(t, plain, d.b.Series[0].Labels, p.name)
+				require.Equal(t, plain, d.b.Series[0].LabelsOf(nil), p.name)
 				require.Equal(t, tc.want, d.b.Series[0].Type, p.name)
 			}
 		})
@@ -542,7 +549,7 @@ func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 			for _, ser := range d.b.Series {
 				if ser.LabelsData != nil {
 					encoded[c.name]++
-					require.Equal(t, string(batch.AppendEncoded(nil, ser.Labels)), string(ser.LabelsData), "request %d, %s", i, c.name)
+					require.Equal(t, string(batch.AppendEncoded(nil, ser.LabelsOf(nil))), string(ser.LabelsData), "request %d, %s", i, c.name)
 				}
 			}
 		}
@@ -573,5 +580,5 @@ func TestDecodeV1ExplicitEmptyValue(t *testing.T) {
 	d := &decoder{}
 	require.NoError(t, d.decodeV1(req))
 	require.Len(t, d.b.Series, 1)
-	require.Equal(t, []batch.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}}, d.b.Series[0].Labels)
+	require.Equal(t, []batch.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}}, d.b.Series[0].LabelsOf(nil))
 }

@@ -184,7 +184,7 @@ func labelString(ls []batch.Label) string {
 func record(b *batch.Batch) []rec {
 	out := make([]rec, 0, len(b.Series))
 	for _, s := range b.Series {
-		r := rec{Labels: labelString(s.Labels), Type: s.Type, Histograms: s.Histograms, Exemplars: s.Exemplars}
+		r := rec{Labels: labelString(s.LabelsOf(nil)), Type: s.Type, Histograms: s.Histograms, Exemplars: s.Exemplars}
 		for _, x := range s.Samples {
 			r.Samples = append(r.Samples, recSample{x.T, math.Float64bits(x.V)})
 		}
