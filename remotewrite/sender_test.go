@@ -154,7 +154,11 @@ func TestSenderRoundTrip(t *testing.T) {
 			sort.Strings(got)
 			require.Contains(t, got, `{__name__="anomaly_value", anomaly_metric="cpu", exported_anomaly_metric="clash", i="0", service_name="svc"} 5`)
 			require.Contains(t, got, `{__name__="anomaly_learning", anomaly_metric="cpu", exported_anomaly_metric="clash", i="2", service_name="svc"} 1`)
-			require.Equal(t, 18.0, outMetric(t, reg, "samples_sent_total", rc.URL+"/api/v1/write"))
+			// The receiver records a request before it answers, and the sender counts it after
+			// the answer: wait for the count, which a loaded machine may delay.
+			waitFor(t, "18 samples counted as sent", func() bool {
+				return outMetric(t, reg, "samples_sent_total", rc.URL+"/api/v1/write") == 18
+			})
 			require.Zero(t, outMetric(t, reg, "queue_length", rc.URL+"/api/v1/write"))
 
 			rc.mu.Lock()
