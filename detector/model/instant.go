@@ -27,6 +27,8 @@ type Instant struct {
 	memo [2]weightsMemo
 	// visits holds the bucket visits counted last (clockAt).
 	visits visitsMemo
+	// c is the clock of the model scored last (clockAt), its calendar filled in by At.
+	c clock
 }
 
 // visitsMemo is a clock's counts for models first seen in the bucket of hour hFirst, on
@@ -34,7 +36,7 @@ type Instant struct {
 type visitsMemo struct {
 	ok                       bool
 	firstT, hFirst, firstDay int64
-	c                        clock
+	n                        visitCounts
 }
 
 // weightsMemo is one slot of Instant.memo, valid when ok.
@@ -62,6 +64,7 @@ func At(t int64) Instant {
 		in.hd[i] = int(mod(h, 24))
 		in.ty[i] = dayType(floorDiv(h, 24))
 	}
+	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
 	return in
 }
 

@@ -470,7 +470,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		m.fadeJump(dt)
 	}
 
-	lw := in.weights(dtEff, &c)
+	lw := in.weights(dtEff, c)
 	// Predictions of every candidate, from the state before v. candNone's level moves on by its
 	// trend over dt (see slope).
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
@@ -484,7 +484,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
 	tailZ := max(tailS, peakZ)
 	for k := range numCandidates {
-		prof[k] = m.profile(k, &c)
+		prof[k] = m.profile(k, c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
 		if k == candNone {
 			exp[k] += advance
@@ -502,11 +502,11 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	}
 
 	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
-		m.learnEdge(&c, v-m.base-float64(m.offset[candDaily]))
+		m.learnEdge(c, v-m.base-float64(m.offset[candDaily]))
 	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
-	a := m.choose(&c, s.Seasonality)
+	a := m.choose(c, s.Seasonality)
 	if a != int(m.active) {
 		m.jump = 0
 		m.episodeSide = 0
@@ -623,7 +623,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if fresh {
 			m.offset[k] = 0
 		} else {
-			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (m.profile(k, &c) - prof[k]))
+			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (m.profile(k, c) - prof[k]))
 		}
 
 		absRes := math.Abs(res[k])
@@ -677,7 +677,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		}
 		// The score of this sample, the last one flagged, stands for about dt more.
 		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
-			off := v - m.base - m.profile(k, &c)
+			off := v - m.base - m.profile(k, c)
 			if k == a {
 				m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
 			}
@@ -1006,35 +1006,46 @@ type clock struct {
 	// step between the two, when w is 0 or 1 by the side of the hour t is on.
 	wLin  float64
 	tyNow int // day type of t
-	// visits of the buckets, including this one.
+	visitCounts
+}
+
+// visitCounts are the visits of a clock's buckets, including this one, and the weekdays and
+// weekend days seen since the first sample, including t's.
+type visitCounts struct {
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
-	// weekdays and weekendDays seen since the first sample, including t's.
-	weekdays, weekendDays int
+	weekdays, weekendDays    int
 }
+
+// settledCounts are the counts of a settled model (see settledAfter): every count is past where
+// anything depends on it (profileVisits+1 visits, the days minWeekdays and minWeekendDays ask
+// for).
+var settledCounts = func() visitCounts {
+	const n = len(visitLogKeep)
+	return visitCounts{visitsDaily: [2]int{n, n}, visitsDW: [2]int{n, n}, visitsNone: n, visitsWeekly: n,
+		weekdays: n, weekendDays: n}
+}()
 
 func (m *Model) clock(t int64) clock {
 	in := At(t)
-	return m.clockAt(&in)
+	return *m.clockAt(&in)
 }
 
 // clockAt is the clock of in for this model: in's calendar, read as a step where the daily
-// profile steps (see edgeVotes), and the visits since firstT.
-func (m *Model) clockAt(in *Instant) clock {
-	t, h0 := in.t, in.h0
-	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+// profile steps (see edgeVotes), and the visits since firstT. It lives in in (whose calendar
+// part At filled in), so that it is neither built nor copied per sample; it is valid until the
+// next clockAt on in.
+func (m *Model) clockAt(in *Instant) *clock {
+	c := &in.c
+	c.w = in.w
 	if m.edge[in.hd[1]] > 0 {
 		c.w = [2]float64{1, 0}
 		if in.w[1] >= 0.5 {
 			c.w = [2]float64{0, 1}
 		}
 	}
-	if t-m.firstT >= settledAfter {
-		// Every count is past where anything depends on it (profileVisits+1 visits, the days
-		// minWeekdays and minWeekendDays ask for).
-		const n = len(visitLogKeep)
-		c.visitsDaily, c.visitsDW = [2]int{n, n}, [2]int{n, n}
-		c.visitsNone, c.visitsWeekly, c.weekdays, c.weekendDays = n, n, n, n
+	if in.t-m.firstT >= settledAfter {
+		c.visitCounts = settledCounts
 		return c
 	}
 	// The counts depend on firstT only through the hour bucket and the day it falls in; the
@@ -1042,19 +1053,17 @@ func (m *Model) clockAt(in *Instant) clock {
 	// dozen divisions.
 	v := &in.visits
 	if v.ok && v.firstT == m.firstT {
-		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
-		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		c.visitCounts = v.n
 		return c
 	}
 	hFirst, _ := hourBuckets(m.firstT)
 	firstDay := floorDiv(m.firstT, dayMs)
 	if v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
-		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
-		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		c.visitCounts = v.n
 		return c
 	}
-	countVisits(&c, h0, hFirst, firstDay)
-	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, c: c}
+	countVisits(c, in.h0, hFirst, firstDay)
+	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, n: c.visitCounts}
 	return c
 }
 
