@@ -1,5 +1,7 @@
 package model
 
+import "math"
+
 // Instant is a sample time with what the model derives from the time alone: where it falls in
 // the day and the week, the bucket visits of the last first-seen time and the learning weights
 // of the last gap and bucket visits seen with it. The series of one scrape share their timestamp, and most of them the time since their
@@ -20,6 +22,11 @@ type Instant struct {
 	// before and after t (see peakAt).
 	hour, day int64
 	peakHours [2]int
+	// hourStart and dayStart are when t's hour and day began: a time before them is in an
+	// earlier hour or day, which takes a comparison instead of a division. Where t's hour or
+	// day began before the first int64 time they are math.MinInt64, before which there is no
+	// time.
+	hourStart, dayStart int64
 	// memo holds the weights of the last (dtEff, visit indexes) asked for, one slot for the
 	// models that read this hour as a ramp and one for those that read it as a step (their
 	// buckets' shares differ), so that series of both kinds scored in turn do not evict each
@@ -64,8 +71,18 @@ func At(t int64) Instant {
 		in.hd[i] = int(mod(h, 24))
 		in.ty[i] = dayType(floorDiv(h, 24))
 	}
+	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
 	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
 	return in
+}
+
+// periodStart is the start of the period n of length p, or math.MinInt64 if it begins before
+// that: floorDiv(x, p) < n exactly when x < periodStart(n, p).
+func periodStart(n, p int64) int64 {
+	if n < math.MinInt64/p {
+		return math.MinInt64
+	}
+	return n * p
 }
 
 // T is the time of the Instant, in milliseconds since the epoch.

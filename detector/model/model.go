@@ -476,10 +476,13 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	var prof, exp, res, band, sigma, scale [numCandidates]float64
 	advance := float64(m.slope) * lw.smooth[0]
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
-	lastHour := floorDiv(m.lastT, hourMs)
-	m.foldPeak(in.hour, lastHour)
-	if h := in.hour - lastHour; h > 0 && m.recent != 0 {
-		m.recent = uint16(max(int64(m.recent)-h*recentPerOctave/recentHalfLife, 0))
+	if m.lastT < in.hourStart {
+		// The sample's hour is a later one than lastT's.
+		lastHour := floorDiv(m.lastT, hourMs)
+		m.foldPeak(in.hour, lastHour)
+		if h := in.hour - lastHour; h > 0 && m.recent != 0 {
+			m.recent = uint16(max(int64(m.recent)-h*recentPerOctave/recentHalfLife, 0))
+		}
 	}
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
 	tailZ := max(tailS, peakZ)
@@ -515,7 +518,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if a != candNone && m.n >= warmupSamples {
 		m.episode(res[a], tailS, peakZ, tailZ, &sigma[a], &band[a], exp[a])
 	}
-	if in.day > floorDiv(m.lastT, dayMs) {
+	if m.lastT < in.dayStart { // a later day than lastT's
 		m.flatLongest -= m.flatLongest / 4
 	}
 	if math.Abs(v-m.lastV) <= flatRel*math.Abs(v) {
