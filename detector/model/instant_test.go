@@ -58,3 +58,22 @@ func TestObserveShiftedWeeks(t *testing.T) {
 		require.Equal(t, a, b, "shift %d", shift)
 	}
 }
+
+// TestBucketOffsets: the offsets are those of the hour buckets that the model reads at t,
+// before the epoch and at the ends of int64 too.
+func TestBucketOffsets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for i := range 100000 {
+		ts := rng.Int64() - rng.Int64N(2)*math.MaxInt64
+		switch i % 4 {
+		case 0:
+			ts = rng.Int64N(4*dayMs) - 2*dayMs
+		case 1:
+			ts = []int64{math.MinInt64, math.MinInt64 + hourMs/2, math.MaxInt64, hourMs/2 - 1, hourMs / 2, 0}[i/4%6]
+		}
+		in := At(ts)
+		a, b := BucketOffsets(ts)
+		require.Equal(t, HeadSize+uintptr(in.hd[0])*BucketSize, a, "t %d", ts)
+		require.Equal(t, HeadSize+uintptr(in.hd[1])*BucketSize, b, "t %d", ts)
+	}
+}

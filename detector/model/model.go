@@ -431,9 +431,20 @@ const (
 
 // BucketOffsets returns the offsets in a Model of the two hour buckets Observe(t, ...) reads.
 func BucketOffsets(t int64) (a, b uintptr) {
-	h0, _ := hourBuckets(t)
-	h := mod(h0, 24)
-	return HeadSize + uintptr(h)*BucketSize, HeadSize + uintptr(mod(h+1, 24))*BucketSize
+	var h uint64
+	if t >= 0 {
+		// Unsigned division, which needs no correction towards minus infinity, of the time since
+		// the bucket centre a day before the epoch's first one: whole days do not move the hour.
+		h = (uint64(t) + uint64(dayMs-hourMs/2)) / uint64(hourMs) % 24
+	} else {
+		h0, _ := hourBuckets(t)
+		h = uint64(mod(h0, 24))
+	}
+	h1 := h + 1
+	if h1 == 24 {
+		h1 = 0
+	}
+	return HeadSize + uintptr(h)*BucketSize, HeadSize + uintptr(h1)*BucketSize
 }
 
 // hourBucket is what a Model learns for one hour of the day.
