@@ -496,7 +496,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		}
 	}
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
-	tailZ := max(tailS, peakZ)
+	tailZ := fmax(peakZ, tailS) // peakZ is never NaN: see fmax
 	for k := range numCandidates {
 		prof[k] = m.profile(k, c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
@@ -580,8 +580,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 
 	// Learn v in every candidate.
 	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
-	aSpread := max(lw.smooth[2], 1/float64(m.n))
-	aChoice := max(lw.smooth[4], 1/float64(m.n))
+	aSpread := fmax(1/float64(m.n), lw.smooth[2]) // 1/n is positive: see fmax
+	aChoice := fmax(1/float64(m.n), lw.smooth[4])
 	aFlat := lw.smooth[3]
 	aDaily, aDW := lw.daily, lw.dw
 	aNone, aWeekly := lw.none, lw.weeklyLvl
@@ -1237,7 +1237,8 @@ func f32(x float64) float32 {
 
 // fmax is the larger of a and b, which are never NaN where it is used: the builtin max also
 // orders NaN and signed zeros, which costs a few instructions per call in the per-candidate
-// loops of every sample.
+// loops of every sample. Where a is never NaN, nor +0 while b may be -0, it is exactly max(a, b)
+// whatever b is: a NaN b is returned as it is.
 func fmax(a, b float64) float64 {
 	if a > b {
 		return a
