@@ -600,8 +600,10 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		fresh := c.firstVisit(k)
 		psi := res[k]
 		if warm && !fresh {
-			c := clipSigmas * band[k] / bandSigmas
-			psi = max(-c, min(c, psi))
+			// Most residuals are inside the clip, where the builtins return psi as it is (c > 0).
+			if c := clipSigmas * band[k] / bandSigmas; !(psi <= c && psi >= -c) {
+				psi = max(-c, min(c, psi))
+			}
 		}
 		// The profile learns the robust value (its error there is offset+psi); whatever it
 		// takes up at t is taken from the offset, so that learning the profile never moves the
@@ -642,7 +644,10 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 
 		absRes := math.Abs(res[k])
 		if warm {
-			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
+			// min only where it can change absRes: the bound is positive.
+			if clip := spreadClipSigmas * band[k] / bandSigmas; !(absRes <= clip) {
+				absRes = min(absRes, clip)
+			}
 		}
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
 		sq := absRes * absRes
@@ -650,7 +655,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			// Judged without this sample's trend step (see slope).
 			r := math.Abs(res[k] + advance)
 			if warm {
-				r = min(r, spreadClipSigmas*band[k]/bandSigmas)
+				if clip := spreadClipSigmas * band[k] / bandSigmas; !(r <= clip) {
+					r = min(r, clip)
+				}
 			}
 			sq = r * r
 			sqNone = sq
