@@ -554,7 +554,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		}
 	}
 	expected := exp[a]
-	if m.snaps(res[a], band[a]) {
+	// Nothing before the learning of candidate a below changes what snaps reads.
+	snap := m.snaps(res[a], band[a])
+	if snap {
 		expected -= float64(m.jump)
 	}
 	r := m.result(t, v, expected, sigma[a], flat, s)
@@ -588,7 +590,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
 	for k := range numCandidates {
-		if k == a && m.snaps(res[k], band[k]) {
+		if k == a && snap {
 			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
@@ -685,6 +687,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		}
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
+		const _ = uint(relevelRun - 2) // a run that begins is shorter than relevelRun
 		switch {
 		case math.Abs(res[k]) <= band[k] || !warm || fresh:
 			m.run[k] = 0
@@ -692,21 +695,22 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			if abs8(m.run[k]) < relevelRun {
 				m.run[k] += sign(res[k])
 			}
+			// The score of this sample, the last one flagged, stands for about dt more. (Only a
+			// run that goes on can have reached relevelRun.)
+			if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
+				off := v - m.base - m.profile(k, c)
+				if k == a {
+					m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
+				}
+				m.offset[k] = f32(off)
+				if k == candNone {
+					m.slope = 0
+				}
+				m.run[k] = 0
+			}
 		default:
 			m.run[k] = sign(res[k])
 			m.runStart[k] = m.sec(t)
-		}
-		// The score of this sample, the last one flagged, stands for about dt more.
-		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
-			off := v - m.base - m.profile(k, c)
-			if k == a {
-				m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
-			}
-			m.offset[k] = f32(off)
-			if k == candNone {
-				m.slope = 0
-			}
-			m.run[k] = 0
 		}
 	}
 
