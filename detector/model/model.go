@@ -484,7 +484,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	lw := in.weights(dtEff, c)
 	// Predictions of every candidate, from the state before v. candNone's level moves on by its
 	// trend over dt (see slope).
-	var prof, exp, res, band, sigma, scale [numCandidates]float64
+	var exp, res, band, sigma, scale [numCandidates]float64
+	prof := m.profiles(c)
 	advance := float64(m.slope) * lw.smooth[0]
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
 	if m.lastT < in.hourStart {
@@ -498,7 +499,6 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
 	tailZ := fmax(peakZ, tailS) // peakZ is never NaN: see fmax
 	for k := range numCandidates {
-		prof[k] = m.profile(k, c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
 		if k == candNone {
 			exp[k] += advance
@@ -615,20 +615,26 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if k == a && k != candNone && !m.jumpBack {
 			e -= float64(m.jump) // see tauJump
 		}
+		// profNow is m.profile(k, c) after learning.
+		var profNow float64
 		switch k {
 		case candNone:
 			m.none = learn(m.none, e, aNone)
+			profNow = float64(m.none)
 		case candWeekly:
 			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, aWeekly)
+			profNow = float64(m.weekly[c.tyNow])
 		case candDaily:
 			for i, hd := range c.hd {
 				m.hours[hd].daily = learn(m.hours[hd].daily, e, aDaily[i])
 			}
+			profNow = c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily)
 		case candDailyWeekly:
 			for i, hd := range c.hd {
 				p := &m.hours[hd].dw[c.ty[i]]
 				*p = learn(*p, e, aDW[i])
 			}
+			profNow = c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]])
 		}
 		ao := aOff[1]
 		if k == candNone {
@@ -641,7 +647,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if fresh {
 			m.offset[k] = 0
 		} else {
-			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (m.profile(k, c) - prof[k]))
+			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (profNow - prof[k]))
 		}
 
 		absRes := math.Abs(res[k])
@@ -1147,6 +1153,17 @@ func (m *Model) profile(k int, c *clock) float64 {
 		return c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]])
 	}
 	return float64(m.none)
+}
+
+// profiles are the candidates' profiles at c, profile's for each k.
+func (m *Model) profiles(c *clock) [numCandidates]float64 {
+	const _ = uint(candNone) + uint(candDaily-1) + uint(candWeekly-2) + uint(candDailyWeekly-3) + uint(numCandidates-4) + uint(4-numCandidates)
+	return [numCandidates]float64{
+		float64(m.none),
+		c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily),
+		float64(m.weekly[c.tyNow]),
+		c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]]),
+	}
 }
 
 // hourBuckets returns the absolute hour (since the epoch) of the bucket centre at or before t,
