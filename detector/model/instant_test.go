@@ -96,3 +96,60 @@ func TestProfiles(t *testing.T) {
 		}
 	}
 }
+
+// TestResultBits: result returns, bit for bit, what the builtins' formulation of it returns
+// (resultRef), for NaN, infinite, signed-zero and extreme inputs and settings too.
+func TestResultBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	odd := []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), math.Inf(-1), 1e-300, -1e-300, 1e-9,
+		math.MaxFloat64, -math.MaxFloat64, 1, -1, 1e9, 2e9, 1e300}
+	pick := func() float64 {
+		if rng.IntN(3) == 0 {
+			return odd[rng.IntN(len(odd))]
+		}
+		return rng.NormFloat64() * math.Pow(10, float64(rng.IntN(20)-10))
+	}
+	for i := range 200000 {
+		s := DefaultSettings()
+		if i%2 == 1 {
+			s.Sensitivity, s.MinAbsDeviation, s.MinRelDeviation = pick(), pick(), pick()
+			s.Direction = Direction(rng.IntN(3))
+		}
+		m := Model{firstT: rng.Int64N(1 << 40)}
+		ts := m.firstT + rng.Int64N(2*dayMs)
+		v, e, sigma := pick(), pick(), math.Abs(pick())
+		flat := []float64{0, 0.5, 3, 1e10}[rng.IntN(4)]
+		got, want := m.result(ts, v, e, sigma, flat, &s), resultRef(&m, ts, v, e, sigma, flat, &s)
+		for j, p := range [][2]float64{{got.Score, want.Score}, {got.Expected, want.Expected}, {got.Lower, want.Lower}, {got.Upper, want.Upper}} {
+			require.Equal(t, math.Float64bits(p[1]), math.Float64bits(p[0]), "field %d of v %v e %v sigma %v flat %v settings %+v", j, v, e, sigma, flat, s)
+		}
+		require.Equal(t, want.Learning, got.Learning)
+	}
+}
+
+// resultRef is result as it was written with the builtin min and max throughout.
+func resultRef(m *Model, t int64, v, expected, sigma, flat float64, s *Settings) Result {
+	h := bandSigmas * sigma / s.Sensitivity
+	h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
+	if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
+		h = max(h, floorRel*math.Abs(expected), floorAbs)
+	}
+	dev := (v - expected) / h
+	var score float64
+	switch s.Direction {
+	case DirectionUp:
+		score = max(dev, 0)
+	case DirectionDown:
+		score = max(-dev, 0)
+	default:
+		score = math.Abs(dev)
+	}
+	score = max(score, flat)
+	return Result{
+		Score:    min(score, maxScore),
+		Expected: expected,
+		Lower:    expected - h,
+		Upper:    expected + h,
+		Learning: t-m.firstT < s.LearningPeriod.Milliseconds(),
+	}
+}

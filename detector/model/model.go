@@ -945,9 +945,16 @@ func (m *Model) reset(t int64, v float64) {
 // result turns a prediction into the caller's view: band, score and learning flag.
 func (m *Model) result(t int64, v, expected, sigma, flat float64, s *Settings) Result {
 	h := bandSigmas * sigma / s.Sensitivity
-	h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
-	if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
-		h = max(h, floorRel*math.Abs(expected), floorAbs)
+	if ae := math.Abs(expected); s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 && ae <= math.MaxFloat64 && h == h {
+		// The default settings, with a finite expected value and a half-width that is not NaN:
+		// what the builtins below return, without their ordering of NaN and signed zeros, which
+		// cannot occur here (the result is at least floorAbs).
+		h = fmax(h, fmax(floorRel*ae, floorAbs))
+	} else {
+		h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
+		if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
+			h = max(h, floorRel*math.Abs(expected), floorAbs)
+		}
 	}
 	dev := (v - expected) / h
 	var score float64
@@ -959,9 +966,16 @@ func (m *Model) result(t int64, v, expected, sigma, flat float64, s *Settings) R
 	default:
 		score = math.Abs(dev)
 	}
-	score = max(score, flat)
+	// The builtins only where they can change score: score and flat are never -0, and where
+	// score is not NaN and at least flat (at most maxScore) it is the max (the min).
+	if !(score >= flat) {
+		score = max(score, flat)
+	}
+	if !(score <= maxScore) {
+		score = min(score, maxScore)
+	}
 	return Result{
-		Score:    min(score, maxScore),
+		Score:    score,
 		Expected: expected,
 		Lower:    expected - h,
 		Upper:    expected + h,
