@@ -1020,23 +1020,27 @@ func (m *Model) choose(c *clock, season Seasonality) int {
 	best := candNone
 	daily := c.t-m.firstT >= minDaysDaily*dayMs
 	weekly := c.weekdays >= minWeekdays && c.weekendDays >= minWeekendDays
-	for k := candDaily; k < numCandidates; k++ {
-		switch {
-		case k == candDaily && !daily,
-			k == candWeekly && !weekly,
-			k == candDailyWeekly && !(daily && weekly):
-			continue
-		}
-		ratio := switchRatio
-		if k == int(m.active) {
-			ratio = stayRatio
-		}
-		if m.msr[k] < float32(ratio)*m.msr[best] {
-			best = k
-		}
+	// The candidates in order, unrolled; the slot past them takes an active out of range.
+	ratio := [numCandidates + 1]float32{switchRatio32, switchRatio32, switchRatio32, switchRatio32, switchRatio32}
+	ratio[min(m.active, numCandidates)] = stayRatio32
+	if daily && m.msr[candDaily] < ratio[candDaily]*m.msr[best] {
+		best = candDaily
+	}
+	if weekly && m.msr[candWeekly] < ratio[candWeekly]*m.msr[best] {
+		best = candWeekly
+	}
+	if daily && weekly && m.msr[candDailyWeekly] < ratio[candDailyWeekly]*m.msr[best] {
+		best = candDailyWeekly
 	}
 	return best
 }
+
+// switchRatio32 and stayRatio32 are the ratios as choose compares float32 errors with them:
+// rounded to float64, then to float32.
+var switchRatio32, stayRatio32 = func() (float32, float32) {
+	sw, st := switchRatio, stayRatio
+	return float32(sw), float32(st)
+}()
 
 // clock is where a timestamp falls in the seasons, and how many times the buckets it falls in
 // have been visited since the first sample. Visits are counted from timestamps alone (a gap
