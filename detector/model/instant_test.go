@@ -153,3 +153,16 @@ func resultRef(m *Model, t int64, v, expected, sigma, flat float64, s *Settings)
 		Learning: t-m.firstT < s.LearningPeriod.Milliseconds(),
 	}
 }
+
+// TestRecordNoStep: a rate up to recordNoStep is where learnRange's step without a record rounds
+// back, and the first rate above it is not.
+func TestRecordNoStep(t *testing.T) {
+	for p := range recordNoStep + 2 {
+		got := uint16(math.Round(float64(p) + (0-float64(p))/recordSamples))
+		if p <= recordNoStep {
+			require.Equal(t, uint16(p), got, "rate %d", p)
+		} else {
+			require.NotEqual(t, uint16(p), got, "rate %d", p)
+		}
+	}
+}

@@ -768,13 +768,29 @@ func (m *Model) scoreRange(r *Result, v, scale float64, s *Settings) {
 // learnRange widens the range to v, and learns whether v was a record.
 func (m *Model) learnRange(v float64) {
 	d := v - m.base
+	hi, lo := float64(m.rangeHi), float64(m.rangeLo)
 	rec := float64(0)
-	if d > float64(m.rangeHi) || d < float64(m.rangeLo) {
+	if d > hi || d < lo {
 		rec = math.MaxUint16
 	}
-	m.rangeHi, m.rangeLo = f32(max(float64(m.rangeHi), d)), f32(min(float64(m.rangeLo), d))
-	m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+	// Inside the range (strictly, for signed zeros) the builtins return the bound as it was,
+	// which converts back to itself.
+	if !(hi > d) {
+		m.rangeHi = f32(max(hi, d))
+	}
+	if !(lo < d) {
+		m.rangeLo = f32(min(lo, d))
+	}
+	// A rate of at most recordNoStep steps of 1/65535 stays where it is without a record:
+	// p - p/recordSamples rounds back to p.
+	if rec != 0 || m.pRecord > recordNoStep {
+		m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+	}
 }
+
+// recordNoStep is the rate below which learnRange leaves pRecord as it is after a sample that is
+// not a record: the step p/recordSamples is at most half a unit, which rounds away from zero.
+const recordNoStep = recordSamples / 2
 
 // learnEdge learns whether the daily profile steps at the hour between the two bucket centres of
 // c: e is the sample less the daily candidate's base and offset, which the ramp between the two
