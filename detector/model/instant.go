@@ -91,12 +91,9 @@ func (in *Instant) T() int64 { return in.t }
 // weights returns the learning weights of a sample at in that stands for dtEff, in the bucket
 // visits c counts, from the memo when they are those of the last call.
 func (in *Instant) weights(dtEff float64, c *clock) *weights {
-	jd := [2]int{visitIndex(c.visitsDaily[0]), visitIndex(c.visitsDaily[1])}
-	jw := [2]int{visitIndex(c.visitsDW[0]), visitIndex(c.visitsDW[1])}
-	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
-	// Each index is below len(visitLogKeep) <= 8: three bits each. The slot is whether the
-	// model reads the hour as a step, which sets the buckets' shares of the sample.
-	key := uint32(jd[0] | jd[1]<<3 | jw[0]<<6 | jw[1]<<9 | jn<<12 | jwk<<15)
+	// The visits' indexes were packed into key when they were counted (visitKey). The slot is
+	// whether the model reads the hour as a step, which sets the buckets' shares of the sample.
+	key := c.key
 	slot := &in.memo[0]
 	if c.w != in.w {
 		slot = &in.memo[1]
@@ -104,6 +101,9 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 	if slot.ok && slot.dt == dtEff && slot.key == key {
 		return &slot.w
 	}
+	jd := [2]int{int(key & 7), int(key >> 3 & 7)}
+	jw := [2]int{int(key >> 6 & 7), int(key >> 9 & 7)}
+	jn, jwk := int(key>>12&7), int(key>>15&7)
 	w := &slot.w
 	w.smooth = smoothingWeights(dtEff)
 	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.

@@ -1080,6 +1080,16 @@ type visitCounts struct {
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
 	weekdays, weekendDays    int
+	// key holds the visits' indexes in visitLogKeep (visitKey), which the learning weights
+	// depend on.
+	key uint32
+}
+
+// visitKey packs the indexes in visitLogKeep of n's visits, three bits each (each is below
+// len(visitLogKeep) <= 8): daily, dw, none, weekly.
+func (n *visitCounts) visitKey() uint32 {
+	return uint32(visitIndex(n.visitsDaily[0]) | visitIndex(n.visitsDaily[1])<<3 | visitIndex(n.visitsDW[0])<<6 |
+		visitIndex(n.visitsDW[1])<<9 | visitIndex(n.visitsNone)<<12 | visitIndex(n.visitsWeekly)<<15)
 }
 
 // settledCounts are the counts of a settled model (see settledAfter): every count is past where
@@ -1087,8 +1097,10 @@ type visitCounts struct {
 // for).
 var settledCounts = func() visitCounts {
 	const n = len(visitLogKeep)
-	return visitCounts{visitsDaily: [2]int{n, n}, visitsDW: [2]int{n, n}, visitsNone: n, visitsWeekly: n,
+	c := visitCounts{visitsDaily: [2]int{n, n}, visitsDW: [2]int{n, n}, visitsNone: n, visitsWeekly: n,
 		weekdays: n, weekendDays: n}
+	c.key = c.visitKey()
+	return c
 }()
 
 func (m *Model) clock(t int64) clock {
@@ -1150,6 +1162,7 @@ func countVisits(c *clock, h0, hFirst, firstDay int64) {
 		c.weekendDays = int(weekendDays(firstDay, day))
 	}
 	c.weekdays = c.visitsNone - c.weekendDays
+	c.key = c.visitKey()
 }
 
 // settledAfter is the age of a model from which clock need not count visits: any 36 days hold at
