@@ -63,18 +63,46 @@ type weights struct {
 
 // At returns the Instant of t, in milliseconds since the epoch.
 func At(t int64) Instant {
-	h0, w1 := hourBuckets(t)
-	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayType(floorDiv(t, dayMs)),
-		hour: floorDiv(t, hourMs), day: floorDiv(t, dayMs),
-		peakHours: [2]int{int(mod(floorDiv(t-peakJitter, hourMs), 24)), int(mod(floorDiv(t+peakJitter, hourMs), 24))}}
-	for i, h := range [2]int64{h0, h0 + 1} {
-		in.hd[i] = int(mod(h, 24))
-		in.ty[i] = dayType(floorDiv(h, 24))
-	}
-	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
-	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+	var in Instant
+	in.at(t)
 	return in
 }
+
+// at makes the zero Instant in that of t: in place, so that Observe neither builds nor copies
+// one per sample.
+func (in *Instant) at(t int64) {
+	u := t - hourMs/2
+	h0 := floorDivPos(u, hourMs) // hourBuckets
+	w1 := float64(u-h0*hourMs) / float64(hourMs)
+	in.t, in.h0, in.w = t, h0, [2]float64{1 - w1, w1}
+	in.hour, in.day = floorDivPos(t, hourMs), floorDivPos(t, dayMs)
+	in.tyNow = dayType(in.day)
+	in.peakHours = [2]int{hourOfDay(t - peakJitter), hourOfDay(t + peakJitter)}
+	in.hd = [2]int{int(modPos(h0, 24)), int(modPos(h0+1, 24))}
+	in.ty = [2]int{dayType(floorDivPos(h0, 24)), dayType(floorDivPos(h0+1, 24))}
+	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
+	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+}
+
+// floorDivPos is floorDiv by b > 0, with the common case of a >= 0 (times since the epoch) an
+// unsigned division, which needs no correction.
+func floorDivPos(a, b int64) int64 {
+	if a >= 0 {
+		return int64(uint64(a) / uint64(b))
+	}
+	return floorDiv(a, b)
+}
+
+// modPos is mod by b > 0, unsigned for a >= 0.
+func modPos(a, b int64) int64 {
+	if a >= 0 {
+		return int64(uint64(a) % uint64(b))
+	}
+	return mod(a, b)
+}
+
+// hourOfDay is the hour of day (UTC) of t.
+func hourOfDay(t int64) int { return int(modPos(floorDivPos(t, hourMs), 24)) }
 
 // periodStart is the start of the period n of length p, or math.MinInt64 if it begins before
 // that: floorDiv(x, p) < n exactly when x < periodStart(n, p).

@@ -166,3 +166,45 @@ func TestRecordNoStep(t *testing.T) {
 		}
 	}
 }
+
+// TestAtCalendar: At's calendar is that of floorDiv and mod throughout (atRef), before the epoch
+// and at the ends of int64 too.
+func TestAtCalendar(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	edges := []int64{math.MinInt64, math.MinInt64 + peakJitter, math.MaxInt64, math.MaxInt64 - peakJitter, -1, 0,
+		peakJitter - 1, peakJitter, hourMs/2 - 1, hourMs / 2, -hourMs / 2, -dayMs, dayMs - 1}
+	for i := range 200000 {
+		ts := rng.Int64() - rng.Int64N(2)*math.MaxInt64
+		switch i % 3 {
+		case 0:
+			ts = rng.Int64N(20*dayMs) - 10*dayMs
+		case 1:
+			ts = edges[i/3%len(edges)] + rng.Int64N(3) - 1
+		}
+		got, want := At(ts), atRef(ts)
+		require.Equal(t, want, got, "t %d", ts)
+	}
+}
+
+// atRef is At as written with floorDiv and mod.
+func atRef(t int64) Instant {
+	h0, w1 := hourBuckets(t)
+	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayTypeRef(floorDiv(t, dayMs)),
+		hour: floorDiv(t, hourMs), day: floorDiv(t, dayMs),
+		peakHours: [2]int{int(mod(floorDiv(t-peakJitter, hourMs), 24)), int(mod(floorDiv(t+peakJitter, hourMs), 24))}}
+	for i, h := range [2]int64{h0, h0 + 1} {
+		in.hd[i] = int(mod(h, 24))
+		in.ty[i] = dayTypeRef(floorDiv(h, 24))
+	}
+	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
+	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+	return in
+}
+
+func dayTypeRef(day int64) int {
+	switch mod(day+4, 7) {
+	case 0, 6:
+		return 1
+	}
+	return 0
+}

@@ -459,7 +459,8 @@ type hourBucket struct {
 // are expected in increasing time order (the caller drops the others); a sample at or before
 // the last one is learned with no time weight.
 func (m *Model) Observe(t int64, v float64, s *Settings) Result {
-	in := At(t)
+	var in Instant
+	in.at(t)
 	return m.ObserveAt(&in, v, s)
 }
 
@@ -1224,7 +1225,7 @@ func hourBuckets(t int64) (h0 int64, w1 float64) {
 // dayType is 1 if day (since the epoch, UTC) is a Saturday or Sunday, else 0.
 func dayType(day int64) int {
 	// Day 0 of the epoch was a Thursday: day+4 is 0 on Sundays.
-	switch mod(day+4, 7) {
+	switch modPos(day+4, 7) {
 	case 0, 6:
 		return 1
 	}
