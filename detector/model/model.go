@@ -516,7 +516,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = fmax(fmax(bandSigmas*sigma[k], floorRel*math.Abs(exp[k])), floorAbs)
 	}
 
-	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
+	if c.fresh&(1<<candDaily) == 0 && m.n >= warmupSamples {
 		m.learnEdge(c, v-m.base-float64(m.offset[candDaily]))
 	}
 	// Score with the active candidate; a return to the level before its last re-level is
@@ -600,7 +600,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
 		// error it could be.
-		fresh := c.firstVisit(k)
+		fresh := c.fresh>>k&1 != 0 // c.firstVisit(k)
 		psi := res[k]
 		if warm && !fresh {
 			// Most residuals are inside the clip, where the builtins return psi as it is (c > 0).
@@ -1082,8 +1082,21 @@ type visitCounts struct {
 	visitsNone, visitsWeekly int
 	weekdays, weekendDays    int
 	// key holds the visits' indexes in visitLogKeep (visitKey), which the learning weights
-	// depend on.
-	key uint32
+	// depend on; fresh has bit k set when candidate k reads a bucket in its first visit
+	// (firstVisit).
+	key   uint32
+	fresh uint8
+}
+
+// setDerived sets what n's counts give: key and fresh.
+func (n *visitCounts) setDerived() {
+	n.key = n.visitKey()
+	n.fresh = 0
+	for k := range numCandidates {
+		if n.firstVisit(k) {
+			n.fresh |= 1 << k
+		}
+	}
 }
 
 // visitKey packs the indexes in visitLogKeep of n's visits, three bits each (each is below
@@ -1100,7 +1113,7 @@ var settledCounts = func() visitCounts {
 	const n = len(visitLogKeep)
 	c := visitCounts{visitsDaily: [2]int{n, n}, visitsDW: [2]int{n, n}, visitsNone: n, visitsWeekly: n,
 		weekdays: n, weekendDays: n}
-	c.key = c.visitKey()
+	c.setDerived()
 	return c
 }()
 
@@ -1163,7 +1176,7 @@ func countVisits(c *clock, h0, hFirst, firstDay int64) {
 		c.weekendDays = int(weekendDays(firstDay, day))
 	}
 	c.weekdays = c.visitsNone - c.weekendDays
-	c.key = c.visitKey()
+	c.setDerived()
 }
 
 // settledAfter is the age of a model from which clock need not count visits: any 36 days hold at
@@ -1175,7 +1188,7 @@ const _ = uint(10-len(visitLogKeep)) + uint(10-minWeekendDays) + uint(25-minWeek
 // firstVisit reports whether candidate k's profile is read at t from a bucket in its first
 // visit: the bucket is still taking up its first value, and nothing in its residual is an
 // outlier yet, so that the residual is learned unclipped.
-func (c *clock) firstVisit(k int) bool {
+func (c *visitCounts) firstVisit(k int) bool {
 	switch k {
 	case candDaily:
 		return min(c.visitsDaily[0], c.visitsDaily[1]) < 2
