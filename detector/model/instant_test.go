@@ -78,25 +78,6 @@ func TestBucketOffsets(t *testing.T) {
 	}
 }
 
-// TestProfiles: profiles reads what profile reads, candidate by candidate.
-func TestProfiles(t *testing.T) {
-	rng := rand.New(rand.NewPCG(17, 18))
-	for range 2000 {
-		var m Model
-		m.none, m.weekly = float32(rng.NormFloat64()), [2]float32{float32(rng.NormFloat64()), float32(rng.NormFloat64())}
-		for h := range m.hours {
-			m.hours[h] = hourBucket{daily: float32(rng.NormFloat64()), dw: [2]float32{float32(rng.NormFloat64()), float32(rng.NormFloat64())}}
-			m.edge[h] = int8(rng.IntN(3) - 1)
-		}
-		in := At(rng.Int64N(1<<42) - 1<<40)
-		c := m.clockAt(&in)
-		got := m.profiles(c)
-		for k := range numCandidates {
-			require.Equal(t, m.profile(k, c), got[k], "candidate %d", k)
-		}
-	}
-}
-
 // TestResultBits: result returns, bit for bit, what the builtins' formulation of it returns
 // (resultRef), for NaN, infinite, signed-zero and extreme inputs and settings too.
 func TestResultBits(t *testing.T) {

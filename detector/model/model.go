@@ -486,7 +486,14 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	// Predictions of every candidate, from the state before v. candNone's level moves on by its
 	// trend over dt (see slope).
 	var exp, res, band, sigma, scale [numCandidates]float64
-	prof := m.profiles(c)
+	// Each candidate's profile(k, c), in one literal.
+	const _ = uint(candNone) + uint(candDaily-1) + uint(candWeekly-2) + uint(candDailyWeekly-3) + uint(numCandidates-4) + uint(4-numCandidates)
+	prof := [numCandidates]float64{
+		float64(m.none),
+		c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily),
+		float64(m.weekly[c.tyNow]),
+		c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]]),
+	}
 	advance := float64(m.slope) * lw.smooth[0]
 	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
 	if m.lastT < in.hourStart {
@@ -1214,17 +1221,6 @@ func (m *Model) profile(k int, c *clock) float64 {
 		return c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]])
 	}
 	return float64(m.none)
-}
-
-// profiles are the candidates' profiles at c, profile's for each k.
-func (m *Model) profiles(c *clock) [numCandidates]float64 {
-	const _ = uint(candNone) + uint(candDaily-1) + uint(candWeekly-2) + uint(candDailyWeekly-3) + uint(numCandidates-4) + uint(4-numCandidates)
-	return [numCandidates]float64{
-		float64(m.none),
-		c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily),
-		float64(m.weekly[c.tyNow]),
-		c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]]),
-	}
 }
 
 // hourBuckets returns the absolute hour (since the epoch) of the bucket centre at or before t,
