@@ -488,14 +488,18 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	var exp, res, band, sigma, scale [numCandidates]float64
 	// Each candidate's profile(k, c), in one literal.
 	const _ = uint(candNone) + uint(candDaily-1) + uint(candWeekly-2) + uint(candDailyWeekly-3) + uint(numCandidates-4) + uint(4-numCandidates)
+	// The two hour buckets of c (never the same one), and their day types (0 or 1, which the
+	// masks tell the compiler), looked up once.
+	b0, b1 := &m.hours[c.hd[0]], &m.hours[c.hd[1]]
+	ty0, ty1, tyNow := c.ty[0]&1, c.ty[1]&1, c.tyNow&1
 	prof := [numCandidates]float64{
 		float64(m.none),
-		c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily),
-		float64(m.weekly[c.tyNow]),
-		c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]]),
+		c.interp(b0.daily, b1.daily),
+		float64(m.weekly[tyNow]),
+		c.interp(b0.dw[ty0], b1.dw[ty1]),
 	}
 	advance := float64(m.slope) * lw.smooth[0]
-	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
+	spreadNow := c.interp(b0.spread, b1.spread)
 	if m.lastT < in.hourStart {
 		// The sample's hour is a later one than lastT's.
 		lastHour := floorDiv(m.lastT, hourMs)
@@ -630,19 +634,16 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			m.none = learn(m.none, e, aNone)
 			profNow = float64(m.none)
 		case candWeekly:
-			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, aWeekly)
-			profNow = float64(m.weekly[c.tyNow])
+			m.weekly[tyNow] = learn(m.weekly[tyNow], e, aWeekly)
+			profNow = float64(m.weekly[tyNow])
 		case candDaily:
-			for i, hd := range c.hd {
-				m.hours[hd].daily = learn(m.hours[hd].daily, e, aDaily[i])
-			}
-			profNow = c.interp(m.hours[c.hd[0]].daily, m.hours[c.hd[1]].daily)
+			b0.daily = learn(b0.daily, e, aDaily[0])
+			b1.daily = learn(b1.daily, e, aDaily[1])
+			profNow = c.interp(b0.daily, b1.daily)
 		case candDailyWeekly:
-			for i, hd := range c.hd {
-				p := &m.hours[hd].dw[c.ty[i]]
-				*p = learn(*p, e, aDW[i])
-			}
-			profNow = c.interp(m.hours[c.hd[0]].dw[c.ty[0]], m.hours[c.hd[1]].dw[c.ty[1]])
+			b0.dw[ty0] = learn(b0.dw[ty0], e, aDW[0])
+			b1.dw[ty1] = learn(b1.dw[ty1], e, aDW[1])
+			profNow = c.interp(b0.dw[ty0], b1.dw[ty1])
 		}
 		ao := aOff[1]
 		if k == candNone {
@@ -695,9 +696,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			if k != candNone && m.episodeSide != 0 && sign(res[k]) == m.episodeSide && warm {
 				hs = min(hs, clipSigmas*band[k]/bandSigmas) // see episodeShare
 			}
-			for i, hd := range c.hd {
-				m.hours[hd].spread = learn(m.hours[hd].spread, hs-spreadNow, aDaily[i])
-			}
+			b0.spread = learn(b0.spread, hs-spreadNow, aDaily[0])
+			b1.spread = learn(b1.spread, hs-spreadNow, aDaily[1])
 		}
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
