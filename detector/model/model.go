@@ -527,7 +527,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = fmax(fmax(bandSigmas*sigma[k], floorRel*math.Abs(exp[k])), floorAbs)
 	}
 
-	if c.fresh&(1<<candDaily) == 0 && m.n >= warmupSamples {
+	if !c.fresh[candDaily] && m.n >= warmupSamples {
 		m.learnEdge(c, v-m.base-float64(m.offset[candDaily]))
 	}
 	// Score with the active candidate; a return to the level before its last re-level is
@@ -611,7 +611,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
 		// error it could be.
-		fresh := c.fresh>>k&1 != 0 // c.firstVisit(k)
+		fresh := c.fresh[k] // c.firstVisit(k)
 		psi := res[k]
 		if warm && !fresh {
 			// Most residuals are inside the clip, where the builtins return psi as it is (c > 0).
@@ -1089,20 +1089,17 @@ type visitCounts struct {
 	visitsNone, visitsWeekly int
 	weekdays, weekendDays    int
 	// key holds the visits' indexes in visitLogKeep (visitKey), which the learning weights
-	// depend on; fresh has bit k set when candidate k reads a bucket in its first visit
+	// depend on; fresh[k] is whether candidate k reads a bucket in its first visit
 	// (firstVisit).
 	key   uint32
-	fresh uint8
+	fresh [numCandidates]bool
 }
 
 // setDerived sets what n's counts give: key and fresh.
 func (n *visitCounts) setDerived() {
 	n.key = n.visitKey()
-	n.fresh = 0
 	for k := range numCandidates {
-		if n.firstVisit(k) {
-			n.fresh |= 1 << k
-		}
+		n.fresh[k] = n.firstVisit(k)
 	}
 }
 
