@@ -81,7 +81,8 @@ func (in *Instant) at(t int64) {
 	in.hd = [2]int{int(modPos(h0, 24)), int(modPos(h0+1, 24))}
 	in.ty = [2]int{dayType(floorDivPos(h0, 24)), dayType(floorDivPos(h0+1, 24))}
 	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
-	in.c = clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+	// The clock's calendar; its counts are zero until clockAt.
+	in.c.t, in.c.hd, in.c.ty, in.c.w, in.c.wLin, in.c.tyNow = t, in.hd, in.ty, in.w, in.w[1], in.tyNow
 }
 
 // floorDivPos is floorDiv by b > 0, with the common case of a >= 0 (times since the epoch) an
