@@ -597,8 +597,6 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	aSpread := fmax(1/float64(m.n), lw.smooth[2]) // 1/n is positive: see fmax
 	aChoice := fmax(1/float64(m.n), lw.smooth[4])
 	aFlat := lw.smooth[3]
-	aDaily, aDW := lw.daily, lw.dw
-	aNone, aWeekly := lw.none, lw.weeklyLvl
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
 	for k := range numCandidates {
@@ -631,18 +629,18 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		var profNow float64
 		switch k {
 		case candNone:
-			m.none = learn(m.none, e, aNone)
+			m.none = learn(m.none, e, lw.none)
 			profNow = float64(m.none)
 		case candWeekly:
-			m.weekly[tyNow] = learn(m.weekly[tyNow], e, aWeekly)
+			m.weekly[tyNow] = learn(m.weekly[tyNow], e, lw.weeklyLvl)
 			profNow = float64(m.weekly[tyNow])
 		case candDaily:
-			b0.daily = learn(b0.daily, e, aDaily[0])
-			b1.daily = learn(b1.daily, e, aDaily[1])
+			b0.daily = learn(b0.daily, e, lw.daily[0])
+			b1.daily = learn(b1.daily, e, lw.daily[1])
 			profNow = c.interp(b0.daily, b1.daily)
 		case candDailyWeekly:
-			b0.dw[ty0] = learn(b0.dw[ty0], e, aDW[0])
-			b1.dw[ty1] = learn(b1.dw[ty1], e, aDW[1])
+			b0.dw[ty0] = learn(b0.dw[ty0], e, lw.dw[0])
+			b1.dw[ty1] = learn(b1.dw[ty1], e, lw.dw[1])
 			profNow = c.interp(b0.dw[ty0], b1.dw[ty1])
 		}
 		ao := aOff[1]
@@ -696,8 +694,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			if k != candNone && m.episodeSide != 0 && sign(res[k]) == m.episodeSide && warm {
 				hs = min(hs, clipSigmas*band[k]/bandSigmas) // see episodeShare
 			}
-			b0.spread = learn(b0.spread, hs-spreadNow, aDaily[0])
-			b1.spread = learn(b1.spread, hs-spreadNow, aDaily[1])
+			b0.spread = learn(b0.spread, hs-spreadNow, lw.daily[0])
+			b1.spread = learn(b1.spread, hs-spreadNow, lw.daily[1])
 		}
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
