@@ -593,10 +593,8 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	}
 
 	// Learn v in every candidate.
-	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
 	aSpread := fmax(1/float64(m.n), lw.smooth[2]) // 1/n is positive: see fmax
 	aChoice := fmax(1/float64(m.n), lw.smooth[4])
-	aFlat := lw.smooth[3]
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
 	for k := range numCandidates {
@@ -643,9 +641,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			b1.dw[ty1] = learn(b1.dw[ty1], e, lw.dw[1])
 			profNow = c.interp(b0.dw[ty0], b1.dw[ty1])
 		}
-		ao := aOff[1]
+		ao := lw.smooth[1] // the offsets' weight
 		if k == candNone {
-			ao = aOff[0]
+			ao = lw.smooth[0]
 			m.offset[k] = f32(float64(m.offset[k]) + advance)
 			if warm && dtEff > 0 {
 				m.slope = f32(float64(m.slope)*(1-lw.smooth[3]) + lw.smooth[1]*ao*psi/(dtEff/float64(hourMs)))
@@ -734,7 +732,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if m.flatRun > 0 {
 		isFlat = math.MaxUint16
 	}
-	m.pFlat = uint16(math.Round(float64(m.pFlat) + aFlat*(isFlat-float64(m.pFlat))))
+	m.pFlat = uint16(math.Round(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
 	if m.n < math.MaxUint16 {
