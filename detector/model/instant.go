@@ -1,5 +1,7 @@
 package model
 
+import "math"
+
 // Instant is a sample time with what the model derives from the time alone: where it falls in
 // the day and the week, the bucket visits of the last first-seen time and the learning weights
 // of the last gap and bucket visits seen with it. The series of one scrape share their timestamp, and most of them the time since their
@@ -20,6 +22,11 @@ type Instant struct {
 	// before and after t (see peakAt).
 	hour, day int64
 	peakHours [2]int
+	// hourStart and dayStart are when t's hour and day began: a time before them is in an
+	// earlier hour or day, which takes a comparison instead of a division. Where t's hour or
+	// day began before the first int64 time they are math.MinInt64, before which there is no
+	// time.
+	hourStart, dayStart int64
 	// memo holds the weights of the last (dtEff, visit indexes) asked for, one slot for the
 	// models that read this hour as a ramp and one for those that read it as a step (their
 	// buckets' shares differ), so that series of both kinds scored in turn do not evict each
@@ -27,6 +34,8 @@ type Instant struct {
 	memo [2]weightsMemo
 	// visits holds the bucket visits counted last (clockAt).
 	visits visitsMemo
+	// c is the clock of the model scored last (clockAt), its calendar filled in by At.
+	c clock
 }
 
 // visitsMemo is a clock's counts for models first seen in the bucket of hour hFirst, on
@@ -34,7 +43,7 @@ type Instant struct {
 type visitsMemo struct {
 	ok                       bool
 	firstT, hFirst, firstDay int64
-	c                        clock
+	n                        visitCounts
 }
 
 // weightsMemo is one slot of Instant.memo, valid when ok.
@@ -54,15 +63,55 @@ type weights struct {
 
 // At returns the Instant of t, in milliseconds since the epoch.
 func At(t int64) Instant {
-	h0, w1 := hourBuckets(t)
-	in := Instant{t: t, h0: h0, w: [2]float64{1 - w1, w1}, tyNow: dayType(floorDiv(t, dayMs)),
-		hour: floorDiv(t, hourMs), day: floorDiv(t, dayMs),
-		peakHours: [2]int{int(mod(floorDiv(t-peakJitter, hourMs), 24)), int(mod(floorDiv(t+peakJitter, hourMs), 24))}}
-	for i, h := range [2]int64{h0, h0 + 1} {
-		in.hd[i] = int(mod(h, 24))
-		in.ty[i] = dayType(floorDiv(h, 24))
-	}
+	var in Instant
+	in.at(t)
 	return in
+}
+
+// at makes the zero Instant in that of t: in place, so that Observe neither builds nor copies
+// one per sample.
+func (in *Instant) at(t int64) {
+	u := t - hourMs/2
+	h0 := floorDivPos(u, hourMs) // hourBuckets
+	w1 := float64(u-h0*hourMs) / float64(hourMs)
+	in.t, in.h0, in.w = t, h0, [2]float64{1 - w1, w1}
+	in.hour, in.day = floorDivPos(t, hourMs), floorDivPos(t, dayMs)
+	in.tyNow = dayType(in.day)
+	in.peakHours = [2]int{hourOfDay(t - peakJitter), hourOfDay(t + peakJitter)}
+	in.hd = [2]int{int(modPos(h0, 24)), int(modPos(h0+1, 24))}
+	in.ty = [2]int{dayType(floorDivPos(h0, 24)), dayType(floorDivPos(h0+1, 24))}
+	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
+	// The clock's calendar; its counts are zero until clockAt.
+	in.c.t, in.c.hd, in.c.ty, in.c.w, in.c.wLin, in.c.tyNow = t, in.hd, in.ty, in.w, in.w[1], in.tyNow
+}
+
+// floorDivPos is floorDiv by b > 0, with the common case of a >= 0 (times since the epoch) an
+// unsigned division, which needs no correction.
+func floorDivPos(a, b int64) int64 {
+	if a >= 0 {
+		return int64(uint64(a) / uint64(b))
+	}
+	return floorDiv(a, b)
+}
+
+// modPos is mod by b > 0, unsigned for a >= 0.
+func modPos(a, b int64) int64 {
+	if a >= 0 {
+		return int64(uint64(a) % uint64(b))
+	}
+	return mod(a, b)
+}
+
+// hourOfDay is the hour of day (UTC) of t.
+func hourOfDay(t int64) int { return int(modPos(floorDivPos(t, hourMs), 24)) }
+
+// periodStart is the start of the period n of length p, or math.MinInt64 if it begins before
+// that: floorDiv(x, p) < n exactly when x < periodStart(n, p).
+func periodStart(n, p int64) int64 {
+	if n < math.MinInt64/p {
+		return math.MinInt64
+	}
+	return n * p
 }
 
 // T is the time of the Instant, in milliseconds since the epoch.
@@ -71,12 +120,9 @@ func (in *Instant) T() int64 { return in.t }
 // weights returns the learning weights of a sample at in that stands for dtEff, in the bucket
 // visits c counts, from the memo when they are those of the last call.
 func (in *Instant) weights(dtEff float64, c *clock) *weights {
-	jd := [2]int{visitIndex(c.visitsDaily[0]), visitIndex(c.visitsDaily[1])}
-	jw := [2]int{visitIndex(c.visitsDW[0]), visitIndex(c.visitsDW[1])}
-	jn, jwk := visitIndex(c.visitsNone), visitIndex(c.visitsWeekly)
-	// Each index is below len(visitLogKeep) <= 8: three bits each. The slot is whether the
-	// model reads the hour as a step, which sets the buckets' shares of the sample.
-	key := uint32(jd[0] | jd[1]<<3 | jw[0]<<6 | jw[1]<<9 | jn<<12 | jwk<<15)
+	// The visits' indexes were packed into key when they were counted (visitKey). The slot is
+	// whether the model reads the hour as a step, which sets the buckets' shares of the sample.
+	key := c.key
 	slot := &in.memo[0]
 	if c.w != in.w {
 		slot = &in.memo[1]
@@ -84,6 +130,9 @@ func (in *Instant) weights(dtEff float64, c *clock) *weights {
 	if slot.ok && slot.dt == dtEff && slot.key == key {
 		return &slot.w
 	}
+	jd := [2]int{int(key & 7), int(key >> 3 & 7)}
+	jw := [2]int{int(key >> 6 & 7), int(key >> 9 & 7)}
+	jn, jwk := int(key>>12&7), int(key>>15&7)
 	w := &slot.w
 	w.smooth = smoothingWeights(dtEff)
 	// The weights of v in the profile buckets it falls in; buckets in the same visit share one.

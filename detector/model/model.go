@@ -431,9 +431,20 @@ const (
 
 // BucketOffsets returns the offsets in a Model of the two hour buckets Observe(t, ...) reads.
 func BucketOffsets(t int64) (a, b uintptr) {
-	h0, _ := hourBuckets(t)
-	h := mod(h0, 24)
-	return HeadSize + uintptr(h)*BucketSize, HeadSize + uintptr(mod(h+1, 24))*BucketSize
+	var h uint64
+	if t >= 0 {
+		// Unsigned division, which needs no correction towards minus infinity, of the time since
+		// the bucket centre a day before the epoch's first one: whole days do not move the hour.
+		h = (uint64(t) + uint64(dayMs-hourMs/2)) / uint64(hourMs) % 24
+	} else {
+		h0, _ := hourBuckets(t)
+		h = uint64(mod(h0, 24))
+	}
+	h1 := h + 1
+	if h1 == 24 {
+		h1 = 0
+	}
+	return HeadSize + uintptr(h)*BucketSize, HeadSize + uintptr(h1)*BucketSize
 }
 
 // hourBucket is what a Model learns for one hour of the day.
@@ -448,7 +459,8 @@ type hourBucket struct {
 // are expected in increasing time order (the caller drops the others); a sample at or before
 // the last one is learned with no time weight.
 func (m *Model) Observe(t int64, v float64, s *Settings) Result {
-	in := At(t)
+	var in Instant
+	in.at(t)
 	return m.ObserveAt(&in, v, s)
 }
 
@@ -470,21 +482,35 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		m.fadeJump(dt)
 	}
 
-	lw := in.weights(dtEff, &c)
+	lw := in.weights(dtEff, c)
 	// Predictions of every candidate, from the state before v. candNone's level moves on by its
 	// trend over dt (see slope).
-	var prof, exp, res, band, sigma, scale [numCandidates]float64
+	var exp, res, band, sigma, scale [numCandidates]float64
+	// Each candidate's profile(k, c), in one literal.
+	const _ = uint(candNone) + uint(candDaily-1) + uint(candWeekly-2) + uint(candDailyWeekly-3) + uint(numCandidates-4) + uint(4-numCandidates)
+	// The two hour buckets of c (never the same one), and their day types (0 or 1, which the
+	// masks tell the compiler), looked up once.
+	b0, b1 := &m.hours[c.hd[0]], &m.hours[c.hd[1]]
+	ty0, ty1, tyNow := c.ty[0]&1, c.ty[1]&1, c.tyNow&1
+	prof := [numCandidates]float64{
+		float64(m.none),
+		c.interp(b0.daily, b1.daily),
+		float64(m.weekly[tyNow]),
+		c.interp(b0.dw[ty0], b1.dw[ty1]),
+	}
 	advance := float64(m.slope) * lw.smooth[0]
-	spreadNow := c.interp(m.hours[c.hd[0]].spread, m.hours[c.hd[1]].spread)
-	lastHour := floorDiv(m.lastT, hourMs)
-	m.foldPeak(in.hour, lastHour)
-	if h := in.hour - lastHour; h > 0 && m.recent != 0 {
-		m.recent = uint16(max(int64(m.recent)-h*recentPerOctave/recentHalfLife, 0))
+	spreadNow := c.interp(b0.spread, b1.spread)
+	if m.lastT < in.hourStart {
+		// The sample's hour is a later one than lastT's.
+		lastHour := floorDiv(m.lastT, hourMs)
+		m.foldPeak(in.hour, lastHour)
+		if h := in.hour - lastHour; h > 0 && m.recent != 0 {
+			m.recent = uint16(max(int64(m.recent)-h*recentPerOctave/recentHalfLife, 0))
+		}
 	}
 	tailS, peakZ := m.tailSigmas(), peakBand*m.peakAt(in)
-	tailZ := max(tailS, peakZ)
+	tailZ := fmax(peakZ, tailS) // peakZ is never NaN: see fmax
 	for k := range numCandidates {
-		prof[k] = m.profile(k, &c)
 		exp[k] = m.base + prof[k] + float64(m.offset[k])
 		if k == candNone {
 			exp[k] += advance
@@ -501,12 +527,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = fmax(fmax(bandSigmas*sigma[k], floorRel*math.Abs(exp[k])), floorAbs)
 	}
 
-	if !c.firstVisit(candDaily) && m.n >= warmupSamples {
-		m.learnEdge(&c, v-m.base-float64(m.offset[candDaily]))
+	if !c.fresh[candDaily] && m.n >= warmupSamples {
+		m.learnEdge(c, v-m.base-float64(m.offset[candDaily]))
 	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
-	a := m.choose(&c, s.Seasonality)
+	a := m.choose(c, s.Seasonality)
 	if a != int(m.active) {
 		m.jump = 0
 		m.episodeSide = 0
@@ -515,7 +541,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if a != candNone && m.n >= warmupSamples {
 		m.episode(res[a], tailS, peakZ, tailZ, &sigma[a], &band[a], exp[a])
 	}
-	if in.day > floorDiv(m.lastT, dayMs) {
+	if m.lastT < in.dayStart { // a later day than lastT's
 		m.flatLongest -= m.flatLongest / 4
 	}
 	if math.Abs(v-m.lastV) <= flatRel*math.Abs(v) {
@@ -540,7 +566,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		}
 	}
 	expected := exp[a]
-	if m.snaps(res[a], band[a]) {
+	// Nothing before the learning of candidate a below changes what snaps reads.
+	snap := m.snaps(res[a], band[a])
+	if snap {
 		expected -= float64(m.jump)
 	}
 	r := m.result(t, v, expected, sigma[a], flat, s)
@@ -565,16 +593,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	}
 
 	// Learn v in every candidate.
-	aOff := [2]float64{lw.smooth[0], lw.smooth[1]}
-	aSpread := max(lw.smooth[2], 1/float64(m.n))
-	aChoice := max(lw.smooth[4], 1/float64(m.n))
-	aFlat := lw.smooth[3]
-	aDaily, aDW := lw.daily, lw.dw
-	aNone, aWeekly := lw.none, lw.weeklyLvl
+	aSpread := fmax(1/float64(m.n), lw.smooth[2]) // 1/n is positive: see fmax
+	aChoice := fmax(1/float64(m.n), lw.smooth[4])
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
 	for k := range numCandidates {
-		if k == a && m.snaps(res[k], band[k]) {
+		if k == a && snap {
 			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
 			res[k] += float64(m.jump)
 			m.jump = -m.jump
@@ -583,11 +607,13 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
 		// error it could be.
-		fresh := c.firstVisit(k)
+		fresh := c.fresh[k] // c.firstVisit(k)
 		psi := res[k]
 		if warm && !fresh {
-			c := clipSigmas * band[k] / bandSigmas
-			psi = max(-c, min(c, psi))
+			// Most residuals are inside the clip, where the builtins return psi as it is (c > 0).
+			if c := clipSigmas * band[k] / bandSigmas; !(psi <= c && psi >= -c) {
+				psi = max(-c, min(c, psi))
+			}
 		}
 		// The profile learns the robust value (its error there is offset+psi); whatever it
 		// takes up at t is taken from the offset, so that learning the profile never moves the
@@ -597,24 +623,27 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if k == a && k != candNone && !m.jumpBack {
 			e -= float64(m.jump) // see tauJump
 		}
+		// profNow is m.profile(k, c) after learning.
+		var profNow float64
 		switch k {
 		case candNone:
-			m.none = learn(m.none, e, aNone)
+			m.none = learn(m.none, e, lw.none)
+			profNow = float64(m.none)
 		case candWeekly:
-			m.weekly[c.tyNow] = learn(m.weekly[c.tyNow], e, aWeekly)
+			m.weekly[tyNow] = learn(m.weekly[tyNow], e, lw.weeklyLvl)
+			profNow = float64(m.weekly[tyNow])
 		case candDaily:
-			for i, hd := range c.hd {
-				m.hours[hd].daily = learn(m.hours[hd].daily, e, aDaily[i])
-			}
+			b0.daily = learn(b0.daily, e, lw.daily[0])
+			b1.daily = learn(b1.daily, e, lw.daily[1])
+			profNow = c.interp(b0.daily, b1.daily)
 		case candDailyWeekly:
-			for i, hd := range c.hd {
-				p := &m.hours[hd].dw[c.ty[i]]
-				*p = learn(*p, e, aDW[i])
-			}
+			b0.dw[ty0] = learn(b0.dw[ty0], e, lw.dw[0])
+			b1.dw[ty1] = learn(b1.dw[ty1], e, lw.dw[1])
+			profNow = c.interp(b0.dw[ty0], b1.dw[ty1])
 		}
-		ao := aOff[1]
+		ao := lw.smooth[1] // the offsets' weight
 		if k == candNone {
-			ao = aOff[0]
+			ao = lw.smooth[0]
 			m.offset[k] = f32(float64(m.offset[k]) + advance)
 			if warm && dtEff > 0 {
 				m.slope = f32(float64(m.slope)*(1-lw.smooth[3]) + lw.smooth[1]*ao*psi/(dtEff/float64(hourMs)))
@@ -623,12 +652,15 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		if fresh {
 			m.offset[k] = 0
 		} else {
-			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (m.profile(k, &c) - prof[k]))
+			m.offset[k] = f32(float64(m.offset[k]) + ao*psi - (profNow - prof[k]))
 		}
 
 		absRes := math.Abs(res[k])
 		if warm {
-			absRes = min(absRes, spreadClipSigmas*band[k]/bandSigmas)
+			// min only where it can change absRes: the bound is positive.
+			if clip := spreadClipSigmas * band[k] / bandSigmas; !(absRes <= clip) {
+				absRes = min(absRes, clip)
+			}
 		}
 		m.mad[k] = f32(float64(m.mad[k]) + aSpread*(absRes-float64(m.mad[k])))
 		sq := absRes * absRes
@@ -636,7 +668,9 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			// Judged without this sample's trend step (see slope).
 			r := math.Abs(res[k] + advance)
 			if warm {
-				r = min(r, spreadClipSigmas*band[k]/bandSigmas)
+				if clip := spreadClipSigmas * band[k] / bandSigmas; !(r <= clip) {
+					r = min(r, clip)
+				}
 			}
 			sq = r * r
 			sqNone = sq
@@ -658,12 +692,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			if k != candNone && m.episodeSide != 0 && sign(res[k]) == m.episodeSide && warm {
 				hs = min(hs, clipSigmas*band[k]/bandSigmas) // see episodeShare
 			}
-			for i, hd := range c.hd {
-				m.hours[hd].spread = learn(m.hours[hd].spread, hs-spreadNow, aDaily[i])
-			}
+			b0.spread = learn(b0.spread, hs-spreadNow, lw.daily[0])
+			b1.spread = learn(b1.spread, hs-spreadNow, lw.daily[1])
 		}
 
 		// Re-level: a run of out-of-band residuals on one side is a new level, not noise.
+		const _ = uint(relevelRun - 2) // a run that begins is shorter than relevelRun
 		switch {
 		case math.Abs(res[k]) <= band[k] || !warm || fresh:
 			m.run[k] = 0
@@ -671,21 +705,22 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			if abs8(m.run[k]) < relevelRun {
 				m.run[k] += sign(res[k])
 			}
+			// The score of this sample, the last one flagged, stands for about dt more. (Only a
+			// run that goes on can have reached relevelRun.)
+			if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
+				off := v - m.base - m.profile(k, c)
+				if k == a {
+					m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
+				}
+				m.offset[k] = f32(off)
+				if k == candNone {
+					m.slope = 0
+				}
+				m.run[k] = 0
+			}
 		default:
 			m.run[k] = sign(res[k])
 			m.runStart[k] = m.sec(t)
-		}
-		// The score of this sample, the last one flagged, stands for about dt more.
-		if abs8(m.run[k]) >= relevelRun && int64(m.sec(t))-int64(m.runStart[k])+int64(dt/1000) >= relevelMinDuration/1000 {
-			off := v - m.base - m.profile(k, &c)
-			if k == a {
-				m.jump, m.jumpBack = f32(off-float64(m.offset[k])), false
-			}
-			m.offset[k] = f32(off)
-			if k == candNone {
-				m.slope = 0
-			}
-			m.run[k] = 0
 		}
 	}
 
@@ -697,7 +732,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if m.flatRun > 0 {
 		isFlat = math.MaxUint16
 	}
-	m.pFlat = uint16(math.Round(float64(m.pFlat) + aFlat*(isFlat-float64(m.pFlat))))
+	m.pFlat = uint16(math.Round(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
 	if m.n < math.MaxUint16 {
@@ -737,13 +772,29 @@ func (m *Model) scoreRange(r *Result, v, scale float64, s *Settings) {
 // learnRange widens the range to v, and learns whether v was a record.
 func (m *Model) learnRange(v float64) {
 	d := v - m.base
+	hi, lo := float64(m.rangeHi), float64(m.rangeLo)
 	rec := float64(0)
-	if d > float64(m.rangeHi) || d < float64(m.rangeLo) {
+	if d > hi || d < lo {
 		rec = math.MaxUint16
 	}
-	m.rangeHi, m.rangeLo = f32(max(float64(m.rangeHi), d)), f32(min(float64(m.rangeLo), d))
-	m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+	// Inside the range (strictly, for signed zeros) the builtins return the bound as it was,
+	// which converts back to itself.
+	if !(hi > d) {
+		m.rangeHi = f32(max(hi, d))
+	}
+	if !(lo < d) {
+		m.rangeLo = f32(min(lo, d))
+	}
+	// A rate of at most recordNoStep steps of 1/65535 stays where it is without a record:
+	// p - p/recordSamples rounds back to p.
+	if rec != 0 || m.pRecord > recordNoStep {
+		m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+	}
 }
+
+// recordNoStep is the rate below which learnRange leaves pRecord as it is after a sample that is
+// not a record: the step p/recordSamples is at most half a unit, which rounds away from zero.
+const recordNoStep = recordSamples / 2
 
 // learnEdge learns whether the daily profile steps at the hour between the two bucket centres of
 // c: e is the sample less the daily candidate's base and offset, which the ramp between the two
@@ -914,9 +965,16 @@ func (m *Model) reset(t int64, v float64) {
 // result turns a prediction into the caller's view: band, score and learning flag.
 func (m *Model) result(t int64, v, expected, sigma, flat float64, s *Settings) Result {
 	h := bandSigmas * sigma / s.Sensitivity
-	h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
-	if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
-		h = max(h, floorRel*math.Abs(expected), floorAbs)
+	if ae := math.Abs(expected); s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 && ae <= math.MaxFloat64 && h == h {
+		// The default settings, with a finite expected value and a half-width that is not NaN:
+		// what the builtins below return, without their ordering of NaN and signed zeros, which
+		// cannot occur here (the result is at least floorAbs).
+		h = fmax(h, fmax(floorRel*ae, floorAbs))
+	} else {
+		h = max(h, s.MinAbsDeviation, s.MinRelDeviation*math.Abs(expected))
+		if s.MinAbsDeviation == 0 && s.MinRelDeviation == 0 {
+			h = max(h, floorRel*math.Abs(expected), floorAbs)
+		}
 	}
 	dev := (v - expected) / h
 	var score float64
@@ -928,9 +986,16 @@ func (m *Model) result(t int64, v, expected, sigma, flat float64, s *Settings) R
 	default:
 		score = math.Abs(dev)
 	}
-	score = max(score, flat)
+	// The builtins only where they can change score: score and flat are never -0, and where
+	// score is not NaN and at least flat (at most maxScore) it is the max (the min).
+	if !(score >= flat) {
+		score = max(score, flat)
+	}
+	if !(score <= maxScore) {
+		score = min(score, maxScore)
+	}
 	return Result{
-		Score:    min(score, maxScore),
+		Score:    score,
 		Expected: expected,
 		Lower:    expected - h,
 		Upper:    expected + h,
@@ -975,23 +1040,27 @@ func (m *Model) choose(c *clock, season Seasonality) int {
 	best := candNone
 	daily := c.t-m.firstT >= minDaysDaily*dayMs
 	weekly := c.weekdays >= minWeekdays && c.weekendDays >= minWeekendDays
-	for k := candDaily; k < numCandidates; k++ {
-		switch {
-		case k == candDaily && !daily,
-			k == candWeekly && !weekly,
-			k == candDailyWeekly && !(daily && weekly):
-			continue
-		}
-		ratio := switchRatio
-		if k == int(m.active) {
-			ratio = stayRatio
-		}
-		if m.msr[k] < float32(ratio)*m.msr[best] {
-			best = k
-		}
+	// The candidates in order, unrolled; the slot past them takes an active out of range.
+	ratio := [numCandidates + 1]float32{switchRatio32, switchRatio32, switchRatio32, switchRatio32, switchRatio32}
+	ratio[min(m.active, numCandidates)] = stayRatio32
+	if daily && m.msr[candDaily] < ratio[candDaily]*m.msr[best] {
+		best = candDaily
+	}
+	if weekly && m.msr[candWeekly] < ratio[candWeekly]*m.msr[best] {
+		best = candWeekly
+	}
+	if daily && weekly && m.msr[candDailyWeekly] < ratio[candDailyWeekly]*m.msr[best] {
+		best = candDailyWeekly
 	}
 	return best
 }
+
+// switchRatio32 and stayRatio32 are the ratios as choose compares float32 errors with them:
+// rounded to float64, then to float32.
+var switchRatio32, stayRatio32 = func() (float32, float32) {
+	sw, st := switchRatio, stayRatio
+	return float32(sw), float32(st)
+}()
 
 // clock is where a timestamp falls in the seasons, and how many times the buckets it falls in
 // have been visited since the first sample. Visits are counted from timestamps alone (a gap
@@ -1006,35 +1075,68 @@ type clock struct {
 	// step between the two, when w is 0 or 1 by the side of the hour t is on.
 	wLin  float64
 	tyNow int // day type of t
-	// visits of the buckets, including this one.
+	visitCounts
+}
+
+// visitCounts are the visits of a clock's buckets, including this one, and the weekdays and
+// weekend days seen since the first sample, including t's.
+type visitCounts struct {
 	visitsDaily, visitsDW    [2]int
 	visitsNone, visitsWeekly int
-	// weekdays and weekendDays seen since the first sample, including t's.
-	weekdays, weekendDays int
+	weekdays, weekendDays    int
+	// key holds the visits' indexes in visitLogKeep (visitKey), which the learning weights
+	// depend on; fresh[k] is whether candidate k reads a bucket in its first visit
+	// (firstVisit).
+	key   uint32
+	fresh [numCandidates]bool
 }
+
+// setDerived sets what n's counts give: key and fresh.
+func (n *visitCounts) setDerived() {
+	n.key = n.visitKey()
+	for k := range numCandidates {
+		n.fresh[k] = n.firstVisit(k)
+	}
+}
+
+// visitKey packs the indexes in visitLogKeep of n's visits, three bits each (each is below
+// len(visitLogKeep) <= 8): daily, dw, none, weekly.
+func (n *visitCounts) visitKey() uint32 {
+	return uint32(visitIndex(n.visitsDaily[0]) | visitIndex(n.visitsDaily[1])<<3 | visitIndex(n.visitsDW[0])<<6 |
+		visitIndex(n.visitsDW[1])<<9 | visitIndex(n.visitsNone)<<12 | visitIndex(n.visitsWeekly)<<15)
+}
+
+// settledCounts are the counts of a settled model (see settledAfter): every count is past where
+// anything depends on it (profileVisits+1 visits, the days minWeekdays and minWeekendDays ask
+// for).
+var settledCounts = func() visitCounts {
+	const n = len(visitLogKeep)
+	c := visitCounts{visitsDaily: [2]int{n, n}, visitsDW: [2]int{n, n}, visitsNone: n, visitsWeekly: n,
+		weekdays: n, weekendDays: n}
+	c.setDerived()
+	return c
+}()
 
 func (m *Model) clock(t int64) clock {
 	in := At(t)
-	return m.clockAt(&in)
+	return *m.clockAt(&in)
 }
 
 // clockAt is the clock of in for this model: in's calendar, read as a step where the daily
-// profile steps (see edgeVotes), and the visits since firstT.
-func (m *Model) clockAt(in *Instant) clock {
-	t, h0 := in.t, in.h0
-	c := clock{t: t, hd: in.hd, ty: in.ty, w: in.w, wLin: in.w[1], tyNow: in.tyNow}
+// profile steps (see edgeVotes), and the visits since firstT. It lives in in (whose calendar
+// part At filled in), so that it is neither built nor copied per sample; it is valid until the
+// next clockAt on in.
+func (m *Model) clockAt(in *Instant) *clock {
+	c := &in.c
+	c.w = in.w
 	if m.edge[in.hd[1]] > 0 {
 		c.w = [2]float64{1, 0}
 		if in.w[1] >= 0.5 {
 			c.w = [2]float64{0, 1}
 		}
 	}
-	if t-m.firstT >= settledAfter {
-		// Every count is past where anything depends on it (profileVisits+1 visits, the days
-		// minWeekdays and minWeekendDays ask for).
-		const n = len(visitLogKeep)
-		c.visitsDaily, c.visitsDW = [2]int{n, n}, [2]int{n, n}
-		c.visitsNone, c.visitsWeekly, c.weekdays, c.weekendDays = n, n, n, n
+	if in.t-m.firstT >= settledAfter {
+		c.visitCounts = settledCounts
 		return c
 	}
 	// The counts depend on firstT only through the hour bucket and the day it falls in; the
@@ -1042,19 +1144,17 @@ func (m *Model) clockAt(in *Instant) clock {
 	// dozen divisions.
 	v := &in.visits
 	if v.ok && v.firstT == m.firstT {
-		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
-		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		c.visitCounts = v.n
 		return c
 	}
 	hFirst, _ := hourBuckets(m.firstT)
 	firstDay := floorDiv(m.firstT, dayMs)
 	if v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
-		c.visitsDaily, c.visitsDW, c.visitsNone, c.visitsWeekly = v.c.visitsDaily, v.c.visitsDW, v.c.visitsNone, v.c.visitsWeekly
-		c.weekdays, c.weekendDays = v.c.weekdays, v.c.weekendDays
+		c.visitCounts = v.n
 		return c
 	}
-	countVisits(&c, h0, hFirst, firstDay)
-	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, c: c}
+	countVisits(c, in.h0, hFirst, firstDay)
+	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, n: c.visitCounts}
 	return c
 }
 
@@ -1076,6 +1176,7 @@ func countVisits(c *clock, h0, hFirst, firstDay int64) {
 		c.weekendDays = int(weekendDays(firstDay, day))
 	}
 	c.weekdays = c.visitsNone - c.weekendDays
+	c.setDerived()
 }
 
 // settledAfter is the age of a model from which clock need not count visits: any 36 days hold at
@@ -1087,7 +1188,7 @@ const _ = uint(10-len(visitLogKeep)) + uint(10-minWeekendDays) + uint(25-minWeek
 // firstVisit reports whether candidate k's profile is read at t from a bucket in its first
 // visit: the bucket is still taking up its first value, and nothing in its residual is an
 // outlier yet, so that the residual is learned unclipped.
-func (c *clock) firstVisit(k int) bool {
+func (c *visitCounts) firstVisit(k int) bool {
 	switch k {
 	case candDaily:
 		return min(c.visitsDaily[0], c.visitsDaily[1]) < 2
@@ -1126,7 +1227,7 @@ func hourBuckets(t int64) (h0 int64, w1 float64) {
 // dayType is 1 if day (since the epoch, UTC) is a Saturday or Sunday, else 0.
 func dayType(day int64) int {
 	// Day 0 of the epoch was a Thursday: day+4 is 0 on Sundays.
-	switch mod(day+4, 7) {
+	switch modPos(day+4, 7) {
 	case 0, 6:
 		return 1
 	}
@@ -1214,7 +1315,8 @@ func f32(x float64) float32 {
 
 // fmax is the larger of a and b, which are never NaN where it is used: the builtin max also
 // orders NaN and signed zeros, which costs a few instructions per call in the per-candidate
-// loops of every sample.
+// loops of every sample. Where a is never NaN, nor +0 while b may be -0, it is exactly max(a, b)
+// whatever b is: a NaN b is returned as it is.
 func fmax(a, b float64) float64 {
 	if a > b {
 		return a
