@@ -577,6 +577,27 @@ func labelV1(b []byte) (batch.Label, error) {
 // sample decodes a prometheus.Sample or an io.prometheus.write.v2.Sample, which agree on the
 // fields read here. The value's bits are kept exactly, so stale markers pass unchanged.
 func sample(b []byte) (batch.Sample, error) {
+	// The encoding every sender writes: the value (tag 0x09 and 8 bytes), then the timestamp
+	// (tag 0x10 and a varint), nothing else. The varint is read here up to 9 bytes (a positive
+	// timestamp takes 6); anything else takes the general path.
+	if len(b) >= 11 && len(b) <= 19 && b[0] == 1<<3|byte(protowire.Fixed64Type) && b[9] == 2<<3|byte(protowire.VarintType) {
+		var t uint64
+		for i, shift := 10, 0; i < len(b); i, shift = i+1, shift+7 {
+			c := b[i]
+			t |= uint64(c&0x7f) << shift
+			if c < 0x80 {
+				if i != len(b)-1 {
+					break
+				}
+				return batch.Sample{T: int64(t), V: math.Float64frombits(binary.LittleEndian.Uint64(b[1:9]))}, nil
+			}
+		}
+	}
+	return sampleGeneral(b)
+}
+
+// sampleGeneral is sample for any valid encoding: fields in any order, repeated, unknown.
+func sampleGeneral(b []byte) (batch.Sample, error) {
 	var s batch.Sample
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

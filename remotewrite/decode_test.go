@@ -582,3 +582,40 @@ func TestDecodeV1ExplicitEmptyValue(t *testing.T) {
 	require.Len(t, d.b.Series, 1)
 	require.Equal(t, []batch.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}}, d.b.Series[0].LabelsOf(nil))
 }
+
+// TestSampleFastPath: sample's path for the common encoding decodes what the general path
+// does, and leaves every other encoding (fields swapped, repeated or unknown, long or negative
+// timestamps, truncated varints) to it.
+func TestSampleFastPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	value := func(b []byte, v float64) []byte {
+		return protowire.AppendFixed64(protowire.AppendTag(b, 1, protowire.Fixed64Type), math.Float64bits(v))
+	}
+	stamp := func(b []byte, ts int64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(b, 2, protowire.VarintType), uint64(ts))
+	}
+	var cases [][]byte
+	for range 2000 {
+		v := r.NormFloat64() * math.Pow(10, float64(r.IntN(20)-10))
+		ts := []int64{0, 1, 127, 128, 1_700_000_000_000, math.MaxInt64, -1, math.MinInt64, r.Int64N(1 << 62)}[r.IntN(9)]
+		common := stamp(value(nil, v), ts)
+		cases = append(cases, common,
+			value(stamp(nil, ts), v), // swapped
+			stamp(common, ts+1),      // repeated: the last wins
+			protowire.AppendVarint(protowire.AppendTag(slices.Clone(common), 5, protowire.VarintType), 9), // unknown
+			common[:len(common)-1], // truncated
+		)
+	}
+	fast := 0
+	for i, b := range cases {
+		want, wantErr := sampleGeneral(b)
+		got, err := sample(b)
+		require.Equal(t, wantErr == nil, err == nil, "case %d % x", i, b)
+		require.Equal(t, math.Float64bits(want.V), math.Float64bits(got.V), "case %d % x", i, b)
+		require.Equal(t, want.T, got.T, "case %d % x", i, b)
+		if len(b) >= 11 && len(b) <= 19 && b[0] == 0x09 && b[9] == 0x10 && err == nil {
+			fast++
+		}
+	}
+	require.Greater(t, fast, 1000)
+}
