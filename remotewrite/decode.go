@@ -327,64 +327,24 @@ func (d *decoder) seriesV1(m []byte) error {
 	// only a series with a non-ASCII byte there gets per-string checks.
 	ascii := true
 	whole := m
-	// copyWords may read wordSlack-1 bytes past a label: past the series' message only for its
-	// last field, and the message of the request's last series has them when it comes from the
-	// handler, which makes the room.
-	words := cap(m)-len(m) >= wordSlack
 	leading := true // no other field seen yet: the label fields so far are whole[:len(whole)-len(m)]
 	labelsEnd := len(whole)
-	// checked says the labels so far are valid and need nothing of checkLabels; prev is the
-	// name of the last label, name the metric name.
+	// checked says the labels so far are valid and need nothing of checkLabels; run reads them
+	// and keeps the last label's name and the metric name.
 	checked := !d.general
-	var prev, name string
-	maxName, maxValue, maxLabels := d.max.maxNameLen, d.max.maxValueLen, d.max.maxLabels
+	maxLabels := d.max.maxLabels
+	run := labelRunV1{prev: &noLabel[0], left: maxLabels, maxName: uint(d.max.maxNameLen), maxValue: uint(d.max.maxValueLen)}
 	for len(m) > 0 {
-		// The run of label fields in the common encoding, read with their lengths checked once
-		// each and no bounds checks after: this loop is most of what a request costs to decode.
-		for checked && len(m) >= 6 {
-			p := unsafe.Pointer(unsafe.SliceData(m))
-			ll := int(*(*byte)(unsafe.Add(p, 1))) // the label message's length
-			n1 := int(*(*byte)(unsafe.Add(p, 3))) // the name's
-			if *(*byte)(p) != 1<<3|byte(protowire.BytesType) || ll >= 0x80 || 2+ll > len(m) ||
-				*(*byte)(unsafe.Add(p, 2)) != 1<<3|byte(protowire.BytesType) || n1 >= 0x80 || 4+n1 > ll {
-				break
+		// The run of label fields in the common encoding: most of what a request costs to decode.
+		if checked {
+			left := run.left
+			var i int
+			i, enc = run.read(m, enc)
+			nlabels += left - run.left
+			if !leading && i > 0 {
+				ascii = ascii && isASCII(m[:i])
 			}
-			q := unsafe.Add(p, 4+n1) // the value's tag
-			n2 := int(*(*byte)(unsafe.Add(q, 1)))
-			if *(*byte)(q) != 2<<3|byte(protowire.BytesType) || n2 >= 0x80 || 4+n1+n2 != ll || n1 == 0 || n2 == 0 ||
-				nlabels >= maxLabels || n1 > maxName || n2 > maxValue {
-				break
-			}
-			nb := unsafe.String((*byte)(unsafe.Add(p, 4)), n1)
-			if prev != "" && nb[0] <= prev[0] && nb <= prev {
-				break
-			}
-			if n1 == len(metricNameLabel) && nb[0] == '_' {
-				if nb == typeLabel || nb == unitLabel {
-					break // metadata: checkLabels takes it out
-				}
-				if nb == metricNameLabel {
-					name = unsafe.String((*byte)(unsafe.Add(q, 2)), n2)
-				}
-			}
-			prev = nb
-			nlabels++
-			// The label goes to LabelsData only; the labels are built from it if the series
-			// leaves the fast path (unlazy), or by whoever needs them (batch.Series.LabelsOf).
-			if e := len(enc); words {
-				// enc has room for the labels and wordSlack (made above) and the message
-				// wordSlack bytes after its labels.
-				dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
-				copyWords(unsafe.Add(dst, e), unsafe.Add(p, 3), 1+n1)
-				copyWords(unsafe.Add(dst, e+1+n1), unsafe.Add(q, 1), 1+n2)
-				enc = enc[:e+ll-2]
-			} else {
-				enc = append(append(enc, m[3:4+n1]...), m[5+n1:2+ll]...)
-			}
-			if !leading {
-				ascii = ascii && isASCII(m[:2+ll])
-			}
-			m = m[2+ll:]
+			m = m[i:]
 		}
 		if len(m) == 0 {
 			break
@@ -483,7 +443,7 @@ func (d *decoder) seriesV1(m []byte) error {
 		labelsEnd = len(whole)
 	}
 	ascii = ascii && isASCII(whole[:labelsEnd])
-	if checked && ascii && name != "" && nlabels <= maxLabels {
+	if checked && ascii && run.name && nlabels <= maxLabels {
 		d.enc = enc
 		d.appendChecked(lo, slo, elo, hist, ex, batch.Unknown)
 		return nil
@@ -494,6 +454,121 @@ func (d *decoder) seriesV1(m []byte) error {
 	d.enc = enc[:kept]
 	d.endSeries(lo, slo, nlabels, hist, ex, batch.Unknown, !ascii)
 	return nil
+}
+
+// noLabel stands for the label before a series' first: its name is empty (length 0), so
+// every name sorts after it.
+var noLabel [2]byte
+
+// Label names of eight bytes, as little-endian words: the reserved names that the fast paths
+// compare a name of eight bytes starting with '_' against, in one comparison each.
+var (
+	metricNameWord = binary.LittleEndian.Uint64([]byte(metricNameLabel))
+	typeLabelWord  = binary.LittleEndian.Uint64([]byte(typeLabel))
+	unitLabelWord  = binary.LittleEndian.Uint64([]byte(unitLabel))
+)
+
+// labelRunV1 is the fast path of seriesV1 over a series' labels in the common encoding, kept
+// across the runs of label fields of one series. read is a function of its own so that its
+// loop has its few values in registers: inlined in seriesV1, it shared them with a dozen
+// values of the outer loop and spilled and reloaded on every label.
+type labelRunV1 struct {
+	// prev points at the length byte before the name of the last label read (in the request),
+	// or at noLabel before the first one: its name, for the sortedness check, is the length
+	// byte's count of bytes after it, and its first byte the byte after it.
+	prev *byte
+	// name is set when the metric name was read (its value is never empty here).
+	name bool
+	// left is how many more labels the series may have: maxLabels less those read.
+	left int
+	// The bounded limits, unsigned: a name of n bytes is within them when uint(n-1) <
+	// maxName, which also rejects the empty name (n-1 wraps around), in one comparison.
+	maxName, maxValue uint
+}
+
+// read reads the label fields in the common encoding at the start of m (a label message
+// shorter than 128 bytes holding a name and a value, in field order), checking each as
+// checkLabels would: a name and a value not empty and within the limits, names sorted, no
+// more labels than the limit, not __type__ or __unit__. It stops at the first field that is
+// not such a label, or fails a check: the caller takes that one on the general path. Each
+// label's LabelsData (its name and value each with its one-byte length before it) is
+// appended to enc, which must have room for len(m)+wordSlack more bytes. It returns how many
+// bytes of m it read.
+//
+// The labels are copied with copyWords, which reads up to wordSlack-1 bytes past a label: read
+// takes only labels that end that far before the end of m's array. A request from the handler
+// has that room after it, so there every label of m can be read here; elsewhere (tests) the
+// last labels of a request take the general path.
+//
+// m and enc are walked with pointers, without bounds checks: every byte read or written is
+// within the lengths checked before it, and both pointers stay inside their arrays (p ends at
+// most at end, wordSlack-1 bytes before the end of m's array; w has wordSlack bytes of room
+// after it). The loop calls nothing: a call in it would make the compiler spill its values
+// on every label (see sortsAfter).
+func (r *labelRunV1) read(m, enc []byte) (int, []byte) {
+	limit := min(len(m), cap(m)-(wordSlack-1))
+	if limit < 6 {
+		return 0, enc
+	}
+	base := unsafe.Pointer(unsafe.SliceData(m))
+	p, end := base, unsafe.Add(base, limit)
+	dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
+	w := unsafe.Add(dst, len(enc))
+	prev, left := r.prev, r.left
+	for avail := limit; avail >= 6; avail = int(uintptr(end) - uintptr(p)) {
+		// The label's tag, its length, the name's tag and length in one word: the two tags
+		// and the length's continuation bit are tested with one mask. The name's length needs
+		// no such test: it is checked against the label's below, which is under 128.
+		h := binary.LittleEndian.Uint32((*[4]byte)(p)[:])
+		ll, n1 := int(h>>8&0xff), int(h>>24)
+		if h&0x00ff80ff != uint32(1<<3|protowire.BytesType)|uint32(1<<3|protowire.BytesType)<<16 ||
+			ll > avail-2 || n1+4 > ll {
+			break
+		}
+		q := unsafe.Add(p, 4+n1) // the value's tag
+		n2 := int(*(*byte)(unsafe.Add(q, 1)))
+		// n1+n2+4 == ll < 128 makes both lengths one-byte varints.
+		if *(*byte)(q) != 2<<3|byte(protowire.BytesType) || n1+n2+4 != ll ||
+			uint(n1-1) >= r.maxName || uint(n2-1) >= r.maxValue || left == 0 {
+			break
+		}
+		name := unsafe.Add(p, 4)
+		// Sorted: decided by the first bytes unless they are equal (or this is the first label,
+		// whose first byte may be 0 like noLabel's).
+		if c := *(*byte)(name); c <= *(*byte)(unsafe.Add(unsafe.Pointer(prev), 1)) && *prev != 0 &&
+			!sortsAfter(unsafe.Slice((*byte)(name), n1), unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(prev), 1)), int(*prev))) {
+			break
+		}
+		if n1 == len(metricNameLabel) && *(*byte)(name) == '_' {
+			word := binary.LittleEndian.Uint64((*[8]byte)(name)[:])
+			if word == typeLabelWord || word == unitLabelWord {
+				break // metadata: checkLabels takes it out
+			}
+			if word == metricNameWord {
+				r.name = true
+			}
+		}
+		prev = (*byte)(unsafe.Add(p, 3))
+		left--
+		copyWords(w, unsafe.Add(p, 3), 1+n1)
+		copyWords(unsafe.Add(w, 1+n1), unsafe.Add(q, 1), 1+n2)
+		w = unsafe.Add(w, ll-2)
+		p = unsafe.Add(p, 2+ll)
+	}
+	r.prev, r.left = prev, left
+	return int(uintptr(p) - uintptr(base)), enc[:int(uintptr(w)-uintptr(dst))]
+}
+
+// sortsAfter reports whether a sorts after b, as a > b would for their strings. It is a loop
+// rather than a comparison of strings so that labelRunV1.read calls nothing: a call in its loop
+// makes the compiler spill its values on every label.
+func sortsAfter(a, b []byte) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return a[i] > b[i]
+		}
+	}
+	return len(a) > len(b)
 }
 
 // unlazy appends to labels the labels of a series that the fast path of seriesV1 kept only in
