@@ -230,6 +230,26 @@ func consumeBytes(b []byte) ([]byte, int) {
 	return protowire.ConsumeBytes(b)
 }
 
+// shortField returns the value of the bytes field at the start of b when its tag is the one-byte
+// tag and its length is below 16384 (one or two varint bytes: a TimeSeries, a Sample), and the
+// field's length; n is 0 when b does not start with such a field. It is the fast path of
+// consumeTag and consumeBytes for the fields that every request repeats.
+func shortField(b []byte, tag byte) (v []byte, n int) {
+	if len(b) >= 3 && b[0] == tag {
+		l, n := int(b[1]), 2
+		if l >= 0x80 {
+			if b[2] >= 0x80 {
+				return nil, 0
+			}
+			l, n = l&0x7f|int(b[2])<<7, 3
+		}
+		if l <= len(b)-n {
+			return b[n : n+l], n + l
+		}
+	}
+	return nil, 0
+}
+
 // skipField skips the value of a field this decoder does not read.
 func skipField(what string, num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 	n := protowire.ConsumeFieldValue(num, typ, b)
@@ -267,6 +287,13 @@ func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error 
 // parseV1 decodes the fields of a prometheus.WriteRequest.
 func (d *decoder) parseV1(data []byte) error {
 	for len(data) > 0 {
+		if m, n := shortField(data, 1<<3|byte(protowire.BytesType)); n > 0 {
+			data = data[n:]
+			if err := d.seriesV1(m); err != nil {
+				return err
+			}
+			continue
+		}
 		num, typ, n := consumeTag(data)
 		if n < 0 {
 			return wireError("WriteRequest", n)
@@ -350,6 +377,19 @@ func (d *decoder) seriesV1(m []byte) error {
 			break
 		}
 		var v []byte
+		if b, n := shortField(m, 2<<3|byte(protowire.BytesType)); n > 0 {
+			// A sample, as every series has after its labels.
+			if leading {
+				leading, labelsEnd = false, len(whole)-len(m)
+			}
+			m = m[n:]
+			s, err := sample(b)
+			if err != nil {
+				return err
+			}
+			d.samples = append(d.samples, s)
+			continue
+		}
 		if len(m) >= 2 && m[0] == 1<<3|byte(protowire.BytesType) && m[1] < 0x80 && 2+int(m[1]) <= len(m) {
 			v = m[2 : 2+int(m[1])]
 			m = m[2+int(m[1]):]
@@ -653,19 +693,23 @@ func labelV1(b []byte) (batch.Label, error) {
 // fields read here. The value's bits are kept exactly, so stale markers pass unchanged.
 func sample(b []byte) (batch.Sample, error) {
 	// The encoding every sender writes: the value (tag 0x09 and 8 bytes), then the timestamp
-	// (tag 0x10 and a varint), nothing else. The varint is read here up to 9 bytes (a positive
+	// (tag 0x10 and a varint), nothing else. The varint is read here up to 8 bytes (a positive
 	// timestamp takes 6); anything else takes the general path.
-	if len(b) >= 11 && len(b) <= 19 && b[0] == 1<<3|byte(protowire.Fixed64Type) && b[9] == 2<<3|byte(protowire.VarintType) {
-		var t uint64
-		for i, shift := 10, 0; i < len(b); i, shift = i+1, shift+7 {
-			c := b[i]
-			t |= uint64(c&0x7f) << shift
-			if c < 0x80 {
-				if i != len(b)-1 {
-					break
-				}
-				return batch.Sample{T: int64(t), V: math.Float64frombits(binary.LittleEndian.Uint64(b[1:9]))}, nil
-			}
+	if len(b) >= 11 && len(b) <= 18 && b[0] == 1<<3|byte(protowire.Fixed64Type) && b[9] == 2<<3|byte(protowire.VarintType) {
+		// The varint is b[10:], k bytes (1 to 8, up to 2^56: a timestamp in ms takes 6), read
+		// as one word, without a loop: the top k bytes of b's last eight.
+		k := len(b) - 10
+		x := binary.LittleEndian.Uint64(b[len(b)-8:]) >> (8 * (8 - k))
+		// Every byte but the last has the continuation bit, the last has not: the varint ends
+		// where b does. (Shifting by 64 for k = 1 gives 0.)
+		if x&0x8080808080808080 == 0x8080808080808080>>(8*(9-k)) {
+			// The 7-bit groups packed together: pairs of bytes into 14 bits, pairs of those
+			// into 28, then the two halves into 56.
+			t := x & 0x7f7f7f7f7f7f7f7f
+			t = t&0x007f007f007f007f | t&0x7f007f007f007f00>>1
+			t = t&0x00003fff00003fff | t&0x3fff00003fff0000>>2
+			t = t&0x000000000fffffff | t&0x0fffffff00000000>>4
+			return batch.Sample{T: int64(t), V: math.Float64frombits(binary.LittleEndian.Uint64(b[1:9]))}, nil
 		}
 	}
 	return sampleGeneral(b)

@@ -597,7 +597,8 @@ func TestSampleFastPath(t *testing.T) {
 	var cases [][]byte
 	for range 2000 {
 		v := r.NormFloat64() * math.Pow(10, float64(r.IntN(20)-10))
-		ts := []int64{0, 1, 127, 128, 1_700_000_000_000, math.MaxInt64, -1, math.MinInt64, r.Int64N(1 << 62)}[r.IntN(9)]
+		ts := []int64{0, 1, 127, 128, 1_700_000_000_000, math.MaxInt64, -1, math.MinInt64, r.Int64N(1 << 62),
+			r.Int64N(1 << r.IntN(63)), 1<<(7*(1+r.IntN(9))) - 1, 1 << (7 * r.IntN(9))}[r.IntN(12)] // every varint length
 		common := stamp(value(nil, v), ts)
 		cases = append(cases, common,
 			value(stamp(nil, ts), v), // swapped
