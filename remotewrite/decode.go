@@ -639,19 +639,25 @@ func copyWords(dst, src unsafe.Pointer, n int) {
 // strings are nearly always ASCII, and ASCII is valid UTF-8, so this spares most utf8 checks.
 func isASCII(b []byte) bool {
 	var acc uint64
+	n := len(b)
+	if n < 8 {
+		for _, c := range b {
+			acc |= uint64(c)
+		}
+		return acc&0x80 == 0
+	}
+	le := binary.LittleEndian
 	// Four words per round: independent loads and ORs, a quarter of the loop overhead.
-	for len(b) >= 32 {
-		acc |= binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:]) |
-			binary.LittleEndian.Uint64(b[16:]) | binary.LittleEndian.Uint64(b[24:32])
-		b = b[32:]
+	i := 0
+	for ; i <= n-32; i += 32 {
+		w := b[i : i+32 : i+32]
+		acc |= le.Uint64(w) | le.Uint64(w[8:]) | le.Uint64(w[16:]) | le.Uint64(w[24:])
 	}
-	for len(b) >= 8 {
-		acc |= binary.LittleEndian.Uint64(b)
-		b = b[8:]
+	for ; i < n-8; i += 8 {
+		acc |= le.Uint64(b[i : i+8 : i+8])
 	}
-	for _, c := range b {
-		acc |= uint64(c)
-	}
+	// The last eight bytes as one word, overlapping what the loops read: no loop over bytes.
+	acc |= le.Uint64(b[n-8:])
 	return acc&0x8080808080808080 == 0
 }
 
