@@ -958,10 +958,10 @@ func (d *decoder) seriesV2(m []byte) error {
 		haveName          bool
 	)
 	// checked says the labels so far are valid and need nothing of checkLabels, as in
-	// seriesV1; prev is the name of the last label, name the metric name.
+	// seriesV1; run reads them.
 	checked := !d.general
-	var prev, name string
-	maxName, maxValue, maxLabels := d.max.maxNameLen, d.max.maxValueLen, d.max.maxLabels
+	maxLabels := d.max.maxLabels
+	run := labelRunV2{prev: "\x00", left: maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
 	enc, elo := d.enc, len(d.enc) // the checked labels' LabelsData
 	// The symbols alias the request, which has wordSlack bytes after it when it comes from the
 	// handler (parseV2 sets wordsV2): copyWords may read that far past a symbol.
@@ -1000,44 +1000,14 @@ func (d *decoder) seriesV2(m []byte) error {
 			// Whole pairs of references below 16384 (one or two bytes each), checked as they are
 			// read: nearly every label of every series. What is left takes the loop after.
 			for checked && !haveName && len(p) >= 2 {
-				r1, n1 := shortVarint(p)
-				if n1 == 0 {
+				i, need, left := 0, 0, run.left
+				i, enc, need = run.read(p, symbols, enc, words)
+				nlabels += left - run.left
+				p = p[i:]
+				if need == 0 {
 					break
 				}
-				r2, n2 := shortVarint(p[n1:])
-				if n2 == 0 || int(r1) >= len(symbols) || int(r2) >= len(symbols) || nlabels >= maxLabels {
-					break
-				}
-				ln, lv := symbols[r1], symbols[r2]
-				if len(ln) == 0 || len(lv) == 0 || len(ln) > maxName || len(lv) > maxValue ||
-					prev != "" && ln[0] <= prev[0] && ln <= prev {
-					break
-				}
-				if len(ln) == len(metricNameLabel) && ln[0] == '_' {
-					if ln == typeLabel || ln == unitLabel {
-						break // metadata: checkLabels takes it out
-					}
-					if ln == metricNameLabel {
-						name = lv
-					}
-				}
-				prev = ln
-				nlabels++
-				// To LabelsData only, as in seriesV1.
-				if e := len(enc); words && len(ln) < 255 && len(lv) < 255 {
-					if cap(enc)-e < 2+len(ln)+len(lv)+wordSlack {
-						enc = slices.Grow(enc, 2+len(ln)+len(lv)+wordSlack)
-					}
-					dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
-					*(*byte)(unsafe.Add(dst, e)) = byte(len(ln))
-					copyWords(unsafe.Add(dst, e+1), unsafe.Pointer(unsafe.StringData(ln)), len(ln))
-					*(*byte)(unsafe.Add(dst, e+1+len(ln))) = byte(len(lv))
-					copyWords(unsafe.Add(dst, e+2+len(ln)), unsafe.Pointer(unsafe.StringData(lv)), len(lv))
-					enc = enc[:e+2+len(ln)+len(lv)]
-				} else {
-					enc = batch.AppendEncodedString(batch.AppendEncodedString(enc, ln), lv)
-				}
-				p = p[n1+n2:]
+				enc = slices.Grow(enc, need)
 			}
 			if len(p) > 0 && checked {
 				labels, kept, checked = unlazy(labels, enc, elo), len(enc), false
@@ -1114,7 +1084,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	if haveName {
 		return malformed("odd number of labels_refs")
 	}
-	if checked && d.symbolsValid && name != "" && nlabels <= maxLabels {
+	if checked && d.symbolsValid && run.name && nlabels <= maxLabels {
 		d.enc = enc
 		d.appendChecked(lo, slo, elo, hist, ex, typ)
 		return nil
@@ -1125,6 +1095,105 @@ func (d *decoder) seriesV2(m []byte) error {
 	d.enc = enc[:kept]
 	d.endSeries(lo, slo, nlabels, hist, ex, typ, !d.symbolsValid)
 	return nil
+}
+
+// labelRunV2 is the fast path of seriesV2 over pairs of label references, as labelRunV1 is
+// seriesV1's, kept across the labels_refs fields of a series; read is a function of its own that
+// calls nothing, for the same reason.
+type labelRunV2 struct {
+	// prev is the name of the last label read; before the first, "\x00", which only a name
+	// starting with a zero byte does not sort after at its first byte: such a name is compared
+	// whole, and if it is "\x00" itself, takes the general path.
+	prev string
+	// name is set when the metric name was read (its value is never empty here).
+	name bool
+	// left is how many more labels the series may read here: maxLabels less those read. The
+	// caller counts the labels read from it.
+	left int
+	// The bounded limits, unsigned and at most 254, as labelRunV1's: a name or value of 255
+	// bytes or more (a longer length in LabelsData) takes the general path.
+	maxName, maxValue uint
+}
+
+// read reads the pairs of references at the start of p, each below 16384 (one or two bytes),
+// checking each label as checkLabels would, as labelRunV1.read does. It stops at the first pair
+// that is not such a label, or fails a check, or when enc has no room for the pair's LabelsData
+// and wordSlack: need is then the room to make before calling read again, 0 otherwise. words
+// says the symbols have wordSlack bytes after them (see parseV2) for copyWords; without, the
+// strings are copied byte by byte. It returns how many bytes of p it read.
+func (r *labelRunV2) read(p []byte, symbols []string, enc []byte, words bool) (i int, _ []byte, need int) {
+	e := len(enc)
+	dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
+	prev, left := r.prev, r.left
+	for len(p)-i >= 2 {
+		// Two references, one or two bytes each.
+		r1, j := uint(p[i]), i+1
+		if r1 >= 0x80 {
+			if p[j] >= 0x80 {
+				break
+			}
+			r1, j = r1&0x7f|uint(p[j])<<7, j+1
+		}
+		if j >= len(p) {
+			break
+		}
+		r2 := uint(p[j])
+		j++
+		if r2 >= 0x80 {
+			if j >= len(p) || p[j] >= 0x80 {
+				break
+			}
+			r2, j = r2&0x7f|uint(p[j])<<7, j+1
+		}
+		if r1 >= uint(len(symbols)) || r2 >= uint(len(symbols)) || left == 0 {
+			break
+		}
+		ln, lv := symbols[r1], symbols[r2]
+		if uint(len(ln)-1) >= r.maxName || uint(len(lv)-1) >= r.maxValue {
+			break
+		}
+		// Sorted: decided by the first bytes unless they are equal (see prev).
+		if ln[0] <= prev[0] && !sortsAfter(unsafe.Slice(unsafe.StringData(ln), len(ln)), unsafe.Slice(unsafe.StringData(prev), len(prev))) {
+			break
+		}
+		if len(ln) == len(metricNameLabel) && ln[0] == '_' {
+			word := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(ln), 8))
+			if word == typeLabelWord || word == unitLabelWord {
+				break // metadata: checkLabels takes it out
+			}
+			if word == metricNameWord {
+				r.name = true
+			}
+		}
+		size := 2 + len(ln) + len(lv)
+		if size+wordSlack > cap(enc)-e {
+			need = size + wordSlack
+			break
+		}
+		prev = ln
+		left--
+		// To LabelsData only, as in seriesV1.
+		w := unsafe.Add(dst, e)
+		*(*byte)(w) = byte(len(ln))
+		if words {
+			// The value's length after the name's copy, which writes past the name.
+			copyWords(unsafe.Add(w, 1), unsafe.Pointer(unsafe.StringData(ln)), len(ln))
+			*(*byte)(unsafe.Add(w, 1+len(ln))) = byte(len(lv))
+			copyWords(unsafe.Add(w, 2+len(ln)), unsafe.Pointer(unsafe.StringData(lv)), len(lv))
+		} else {
+			*(*byte)(unsafe.Add(w, 1+len(ln))) = byte(len(lv))
+			for k := range len(ln) {
+				*(*byte)(unsafe.Add(w, 1+k)) = ln[k]
+			}
+			for k := range len(lv) {
+				*(*byte)(unsafe.Add(w, 2+len(ln)+k)) = lv[k]
+			}
+		}
+		e += size
+		i = j
+	}
+	r.prev, r.left = prev, left
+	return i, enc[:e], need
 }
 
 // metadataV2 decodes an io.prometheus.write.v2.Metadata and returns its type, or -1 when the
