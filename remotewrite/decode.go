@@ -878,6 +878,20 @@ func (d *decoder) parseV2(data []byte) error {
 	d.symbolsValid = true
 	d.wordsV2 = cap(data)-len(data) >= wordSlack
 	for rest := data; len(rest) > 0; {
+		// Symbols and series in one step each (see shortField); the other fields, and these
+		// when longer, below.
+		if v, n := shortField(rest, 4<<3|byte(protowire.BytesType)); n > 0 {
+			rest = rest[n:]
+			d.symbols = append(d.symbols, alias(v))
+			if d.symbolsValid && !isASCII(v) && !utf8.Valid(v) {
+				d.symbolsValid = false
+			}
+			continue
+		}
+		if _, n := shortField(rest, 5<<3|byte(protowire.BytesType)); n > 0 {
+			rest = rest[n:]
+			continue
+		}
 		num, typ, n := consumeTag(rest)
 		if n < 0 {
 			return wireError("Request", n)
@@ -912,6 +926,13 @@ func (d *decoder) parseV2(data []byte) error {
 	// The first pass checked the framing of every top-level field, so the second one only has
 	// to find the series.
 	for len(data) > 0 {
+		if v, n := shortField(data, 5<<3|byte(protowire.BytesType)); n > 0 {
+			data = data[n:]
+			if err := d.seriesV2(v); err != nil {
+				return err
+			}
+			continue
+		}
 		num, typ, n := consumeTag(data)
 		data = data[n:]
 		if num != 5 {
