@@ -928,6 +928,9 @@ func (d *decoder) parseV2(data []byte) error {
 	for len(data) > 0 {
 		if v, n := shortField(data, 5<<3|byte(protowire.BytesType)); n > 0 {
 			data = data[n:]
+			if d.seriesV2Common(v) {
+				continue
+			}
 			if err := d.seriesV2(v); err != nil {
 				return err
 			}
@@ -967,6 +970,61 @@ func (d *decoder) symbol(ref uint64) (string, error) {
 		return "", malformed("symbol reference %d out of range (%d symbols)", r, len(d.symbols))
 	}
 	return d.symbols[r], nil
+}
+
+// seriesV2Common decodes an io.prometheus.write.v2.TimeSeries in the shape that senders write,
+// as seriesV1Common does for RW 1.0: one packed labels_refs field whose every pair
+// labelRunV2.read takes, the metric name among them, valid symbols, then samples in the common
+// encoding and metadata, nothing else. It reports false, having kept nothing of the series,
+// for any other series, which seriesV2 then decodes from its start.
+func (d *decoder) seriesV2Common(m []byte) bool {
+	if d.general || !d.symbolsValid {
+		return false
+	}
+	p, n := shortField(m, 1<<3|byte(protowire.BytesType))
+	if n == 0 {
+		return false
+	}
+	lo, slo, elo := len(d.labels), len(d.samples), len(d.enc)
+	run := labelRunV2{prev: "\x00", left: d.max.maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
+	enc := d.enc
+	for i := 0; ; {
+		k, need := 0, 0
+		k, enc, need = run.read(p[i:], d.symbols, enc, d.wordsV2)
+		i += k
+		if need == 0 {
+			if i != len(p) || !run.name {
+				d.enc = enc[:elo] // the room made is kept: seriesV2 needs the same
+				return false
+			}
+			break
+		}
+		enc = slices.Grow(enc, need)
+	}
+	typ := batch.Unknown
+	for rest := m[n:]; len(rest) > 0; {
+		// Any other field, or an error (which seriesV2 returns), leaves this path.
+		if b, k := shortField(rest, 2<<3|byte(protowire.BytesType)); k > 0 {
+			if s, err := sample(b); err == nil {
+				d.samples = append(d.samples, s)
+				rest = rest[k:]
+				continue
+			}
+		} else if b, k := shortField(rest, 5<<3|byte(protowire.BytesType)); k > 0 {
+			if t, err := d.metadataV2(b); err == nil {
+				if t >= 0 {
+					typ = batch.MetricType(t)
+				}
+				rest = rest[k:]
+				continue
+			}
+		}
+		d.samples, d.enc = d.samples[:slo], enc[:elo]
+		return false
+	}
+	d.enc = enc
+	d.appendChecked(lo, slo, elo, 0, 0, typ)
+	return true
 }
 
 // seriesV2 decodes one io.prometheus.write.v2.TimeSeries.
