@@ -1281,6 +1281,21 @@ func (r *labelRunV2) read(p []byte, symbols []string, enc []byte, words bool) (i
 func (d *decoder) metadataV2(b []byte) (int, error) {
 	t := -1
 	for len(b) > 0 {
+		// The fields as senders write them, in one step each: a one-byte tag and a varint of
+		// one or two bytes.
+		if len(b) >= 2 && (b[0] == 1<<3|byte(protowire.VarintType) || b[0] == 3<<3|byte(protowire.VarintType) ||
+			b[0] == 4<<3|byte(protowire.VarintType)) {
+			if v, n := shortVarint(b[1:]); n > 0 {
+				if b[0] == 1<<3|byte(protowire.VarintType) {
+					t = int(metricType(uint64(v)))
+				} else if int(v) >= len(d.symbols) {
+					_, err := d.symbol(uint64(v))
+					return 0, err
+				}
+				b = b[1+n:]
+				continue
+			}
+		}
 		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return 0, wireError("Metadata", n)
