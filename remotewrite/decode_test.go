@@ -620,3 +620,81 @@ func TestSampleFastPath(t *testing.T) {
 	}
 	require.Greater(t, fast, 1000)
 }
+
+// TestDecodeFastPathEdgeCases compares the fast paths (labelRunV1/V2.read, seriesV1Common,
+// seriesV2Common) with decoder.general on the label sets their shortcuts decide differently:
+// names sharing their first byte (compared whole), names starting with a zero byte (noLabel and
+// the "\x00" before a first RW 2.0 name), duplicates and disorder within one first byte, strings
+// at and past the one-byte lengths of LabelsData, and a series whose fields leave the common
+// shape after its samples (rolled back). Each alone, with and without a limit, and all in one
+// request.
+func TestDecodeFastPathEdgeCases(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	sets := [][]string{
+		{"__name__", "m", "name", "x", "namespace", "y"},
+		{"__name__", "m", "a", "1", "ab", "2", "abc", "3", "b", "4"},
+		{"\x00", "z", "__name__", "m"},
+		{"\x00a", "z", "\x00b", "z", "__name__", "m"},
+		{"\x00", "z", "\x00", "y", "__name__", "m"},
+		{"__name__", "m", "job", "a", "job", "b"},
+		{"__name__", "m", "ab", "1", "aa", "2"},
+		{"__name__", "m", "b", "1", "a", "2"},
+		{"__name__", "m", "l", long(120)},
+		{"__name__", "m", "l", long(254)},
+		{"__name__", "m", "l", long(255)},
+		{"__name__", "m", long(254), "v"},
+		{"__name__", "m", long(300), "v"},
+		{"__name__", "m", "a", "é"},
+		{"__name__", "m", "a", "\xff"},
+		{"__name__", "m", "__type__", "counter"},
+		{"__name__", "m", "a", ""},
+		{"a", "1"},
+	}
+	var all []ts
+	for i, ls := range sets {
+		s := ts{labels: ls, samples: []batch.Sample{smp(1_700_000_000_000+int64(i), float64(i)), smp(-5, 1)}}
+		if i%3 == 0 {
+			s.exemplars = 1 // after the samples: leaves the common shape
+		}
+		all = append(all, s)
+	}
+	encoded := map[string]int{} // series with LabelsData, by case
+	requests := [][]ts{all}
+	for _, s := range all {
+		requests = append(requests, []ts{s})
+	}
+	for i, ss := range requests {
+		for _, lim := range []limits{{}, {maxLabels: 3, maxNameLen: 10, maxValueLen: 130}} {
+			v1, v2 := marshal(t, v1Message(nil, ss...)), marshal(t, v2Message(ss...))
+			for _, c := range []struct {
+				name   string
+				decode func(*decoder, []byte) error
+				data   []byte
+			}{
+				{"v1", (*decoder).decodeV1, v1},
+				{"v2", (*decoder).decodeV2, v2},
+				{"v1 words", (*decoder).decodeV1, append(make([]byte, 0, len(v1)+wordSlack), v1...)},
+				{"v2 words", (*decoder).decodeV2, append(make([]byte, 0, len(v2)+wordSlack), v2...)},
+			} {
+				ref := &decoder{lim: lim, general: true}
+				refErr := c.decode(ref, c.data)
+				d := &decoder{lim: lim}
+				err := c.decode(d, c.data)
+				require.Equal(t, refErr, err, "request %d, %s", i, c.name)
+				require.Equal(t, record(&ref.b), record(&d.b), "request %d, %s", i, c.name)
+				require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d, %s", i, c.name)
+				require.Equal(t, ref.rejectedSamples, d.rejectedSamples, "request %d, %s", i, c.name)
+				require.Equal(t, ref.first, d.first, "request %d, %s", i, c.name)
+				for _, ser := range d.b.Series {
+					if ser.LabelsData != nil {
+						encoded[c.name]++
+						require.Equal(t, string(batch.AppendEncoded(nil, ser.LabelsOf(nil))), string(ser.LabelsData), "request %d, %s", i, c.name)
+					}
+				}
+			}
+		}
+	}
+	for _, c := range []string{"v1", "v2", "v1 words", "v2 words"} {
+		require.Positive(t, encoded[c], c)
+	}
+}
