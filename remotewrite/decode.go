@@ -877,16 +877,25 @@ func (d *decoder) applyMetadataV1() {
 func (d *decoder) parseV2(data []byte) error {
 	d.symbolsValid = true
 	d.wordsV2 = cap(data)-len(data) >= wordSlack
-	for rest := data; len(rest) > 0; {
+	// The symbols are checked for valid UTF-8 a run of consecutive symbol fields at a time
+	// (see checkSymbols): run is where the run being read starts in data, -1 outside one, and
+	// runSym its first symbol.
+	run, runSym := -1, 0
+	rest := data
+	for len(rest) > 0 {
 		// Symbols and series in one step each (see shortField); the other fields, and these
 		// when longer, below.
 		if v, n := shortField(rest, 4<<3|byte(protowire.BytesType)); n > 0 {
+			if run < 0 {
+				run, runSym = len(data)-len(rest), len(d.symbols)
+			}
 			rest = rest[n:]
 			d.symbols = append(d.symbols, alias(v))
-			if d.symbolsValid && !isASCII(v) && !utf8.Valid(v) {
-				d.symbolsValid = false
-			}
 			continue
+		}
+		if run >= 0 {
+			d.checkSymbols(data[run:len(data)-len(rest)], runSym)
+			run = -1
 		}
 		if _, n := shortField(rest, 5<<3|byte(protowire.BytesType)); n > 0 {
 			rest = rest[n:]
@@ -920,6 +929,9 @@ func (d *decoder) parseV2(data []byte) error {
 		}
 		rest = rest[n:]
 	}
+	if run >= 0 {
+		d.checkSymbols(data[run:], runSym)
+	}
 	if len(d.symbols) > 0 && d.symbols[0] != "" {
 		return malformed("symbols[0] must be the empty string, got %q", clip(d.symbols[0]))
 	}
@@ -949,6 +961,22 @@ func (d *decoder) parseV2(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// checkSymbols clears symbolsValid unless the symbols d.symbols[from:] are valid UTF-8. b is
+// the run of their fields in the request: their tags and one-byte lengths, which are ASCII,
+// and the symbols, so that one isASCII over the run decides for all of them (a call per
+// symbol cost more than the check); when it does not, each symbol is checked.
+func (d *decoder) checkSymbols(b []byte, from int) {
+	if !d.symbolsValid || isASCII(b) {
+		return
+	}
+	for _, s := range d.symbols[from:] {
+		if !utf8.ValidString(s) {
+			d.symbolsValid = false
+			return
+		}
+	}
 }
 
 // shortVarint decodes a varint of one or two bytes at the start of p: a symbol reference below
