@@ -154,8 +154,9 @@ type decoder struct {
 	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
 	// rather than once per reference.
 	symbolsValid bool
-	// wordsV2 says the request has room for copyWords after it (see seriesV2).
-	wordsV2 bool
+	// copyable is how many of the symbols, from the first, have wordSlack-1 bytes after them in
+	// the request's array, which copyWords may read (see parseV2).
+	copyable int
 	// general sends every series through checkLabels, as if no label were in the common
 	// encoding: tests compare the two paths with it.
 	general bool
@@ -876,7 +877,6 @@ func (d *decoder) applyMetadataV1() {
 // first pass because protobuf allows them to follow the series that reference them.
 func (d *decoder) parseV2(data []byte) error {
 	d.symbolsValid = true
-	d.wordsV2 = cap(data)-len(data) >= wordSlack
 	// The symbols are checked for valid UTF-8 a run of consecutive symbol fields at a time
 	// (see checkSymbols): run is where the run being read starts in data, -1 outside one, and
 	// runSym its first symbol.
@@ -934,6 +934,17 @@ func (d *decoder) parseV2(data []byte) error {
 	}
 	if len(d.symbols) > 0 && d.symbols[0] != "" {
 		return malformed("symbols[0] must be the empty string, got %q", clip(d.symbols[0]))
+	}
+	// The symbols lie in the request in their order: those without the room for copyWords
+	// after them, if any, are the last ones, and only when the request has no room after it
+	// (the handler makes it) and ends with symbols. labelRunV2.read takes the others only.
+	d.copyable = len(d.symbols)
+	end := uintptr(unsafe.Pointer(unsafe.SliceData(data))) + uintptr(cap(data))
+	for ; d.copyable > 0; d.copyable-- {
+		s := d.symbols[d.copyable-1]
+		if len(s) > 0 && uintptr(unsafe.Pointer(unsafe.StringData(s)))+uintptr(len(s))+wordSlack-1 <= end {
+			break
+		}
 	}
 	// The first pass checked the framing of every top-level field, so the second one only has
 	// to find the series.
@@ -1018,7 +1029,7 @@ func (d *decoder) seriesV2Common(m []byte) bool {
 	enc := d.enc
 	for i := 0; ; {
 		k, need := 0, 0
-		k, enc, need = run.read(p[i:], d.symbols, enc, d.wordsV2)
+		k, enc, need = run.read(p[i:], d.symbols[:d.copyable], enc)
 		i += k
 		if need == 0 {
 			if i != len(p) || !run.name {
@@ -1071,8 +1082,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	run := labelRunV2{prev: "\x00", left: maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
 	enc, elo := d.enc, len(d.enc) // the checked labels' LabelsData
 	// The symbols alias the request, which has wordSlack bytes after it when it comes from the
-	// handler (parseV2 sets wordsV2): copyWords may read that far past a symbol.
-	words := d.wordsV2
+	// handler: copyWords may read that far past a symbol (see parseV2).
 	kept := elo                              // as in seriesV1
 	var unpacked [binary.MaxVarintLen64]byte // one unpacked reference, re-encoded for the loop below
 	for len(m) > 0 {
@@ -1108,7 +1118,7 @@ func (d *decoder) seriesV2(m []byte) error {
 			// read: nearly every label of every series. What is left takes the loop after.
 			for checked && !haveName && len(p) >= 2 {
 				i, need, left := 0, 0, run.left
-				i, enc, need = run.read(p, symbols, enc, words)
+				i, enc, need = run.read(p, symbols[:d.copyable], enc)
 				nlabels += left - run.left
 				p = p[i:]
 				if need == 0 {
@@ -1225,14 +1235,14 @@ type labelRunV2 struct {
 // read reads the pairs of references at the start of p, each below 16384 (one or two bytes),
 // checking each label as checkLabels would, as labelRunV1.read does. It stops at the first pair
 // that is not such a label, or fails a check, or when enc has no room for the pair's LabelsData
-// and wordSlack: need is then the room to make before calling read again, 0 otherwise. words
-// says the symbols have wordSlack bytes after them (see parseV2) for copyWords; without, the
-// strings are copied byte by byte. It returns how many bytes of p it read.
-func (r *labelRunV2) read(p []byte, symbols []string, enc []byte, words bool) (i int, _ []byte, need int) {
+// and wordSlack: need is then the room to make before calling read again, 0 otherwise. The
+// symbols must have wordSlack-1 bytes after them for copyWords (see decoder.copyable): a
+// reference past them stops read too. It returns how many bytes of p it read.
+func (r *labelRunV2) read(p []byte, symbols []string, enc []byte) (i int, _ []byte, need int) {
 	e := len(enc)
 	dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
 	prev, left := r.prev, r.left
-	for len(p)-i >= 2 {
+	for i+1 < len(p) {
 		// Two references, one or two bytes each.
 		r1, j := uint(p[i]), i+1
 		if r1 >= 0x80 {
@@ -1279,23 +1289,13 @@ func (r *labelRunV2) read(p []byte, symbols []string, enc []byte, words bool) (i
 		}
 		prev = ln
 		left--
-		// To LabelsData only, as in seriesV1.
+		// To LabelsData only, as in seriesV1; the value's length after the name's copy, which
+		// writes past the name.
 		w := unsafe.Add(dst, e)
 		*(*byte)(w) = byte(len(ln))
-		if words {
-			// The value's length after the name's copy, which writes past the name.
-			copyWords(unsafe.Add(w, 1), unsafe.Pointer(unsafe.StringData(ln)), len(ln))
-			*(*byte)(unsafe.Add(w, 1+len(ln))) = byte(len(lv))
-			copyWords(unsafe.Add(w, 2+len(ln)), unsafe.Pointer(unsafe.StringData(lv)), len(lv))
-		} else {
-			*(*byte)(unsafe.Add(w, 1+len(ln))) = byte(len(lv))
-			for k := range len(ln) {
-				*(*byte)(unsafe.Add(w, 1+k)) = ln[k]
-			}
-			for k := range len(lv) {
-				*(*byte)(unsafe.Add(w, 2+len(ln)+k)) = lv[k]
-			}
-		}
+		copyWords(unsafe.Add(w, 1), unsafe.Pointer(unsafe.StringData(ln)), len(ln))
+		*(*byte)(unsafe.Add(w, 1+len(ln))) = byte(len(lv))
+		copyWords(unsafe.Add(w, 2+len(ln)), unsafe.Pointer(unsafe.StringData(lv)), len(lv))
 		e += size
 		i = j
 	}
