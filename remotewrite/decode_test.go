@@ -698,3 +698,46 @@ func TestDecodeFastPathEdgeCases(t *testing.T) {
 		require.Positive(t, encoded[c], c)
 	}
 }
+
+// TestDecodeV2SymbolsLast: a request whose symbols follow its series, with no room after it,
+// has symbols that copyWords may not read past (the last ones, within wordSlack-1 bytes of its
+// end): labelRunV2.read leaves the labels that reference them to the general path, and the
+// result is the same.
+func TestDecodeV2SymbolsLast(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 300 {
+		var ss []ts
+		for range 1 + r.IntN(4) {
+			s := randomSeries(r, []string{"up", "x"})
+			s.histograms, s.exemplars = 0, 0
+			ss = append(ss, s)
+		}
+		msg := marshal(t, v2Message(ss...))
+		// The same fields, series first, then symbols (protobuf allows any order).
+		var series, symbols []byte
+		for b := msg; len(b) > 0; {
+			num, _, n := protowire.ConsumeField(b)
+			require.Positive(t, n)
+			if num == 4 {
+				symbols = append(symbols, b[:n]...)
+			} else {
+				series = append(series, b[:n]...)
+			}
+			b = b[n:]
+		}
+		reordered := append(series, symbols...)
+		reordered = reordered[:len(reordered):len(reordered)]
+		ref := &decoder{general: true}
+		refErr := ref.decodeV2(reordered)
+		d := &decoder{}
+		err := d.decodeV2(reordered)
+		require.Equal(t, refErr, err, "request %d", i)
+		require.Equal(t, record(&ref.b), record(&d.b), "request %d", i)
+		require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d", i)
+		require.Equal(t, ref.first, d.first, "request %d", i)
+		require.LessOrEqual(t, d.copyable, len(d.symbols))
+		if last := d.symbols[len(d.symbols)-1]; len(last) > 0 {
+			require.Less(t, d.copyable, len(d.symbols), "request %d: the last symbol is not copyable", i)
+		}
+	}
+}
