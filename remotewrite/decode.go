@@ -603,7 +603,7 @@ func (r *labelRunV1) read(m, enc []byte) (int, []byte) {
 		// and the length's continuation bit are tested with one mask. The name's length needs
 		// no such test: it is checked against the label's below, which is under 128.
 		h := binary.LittleEndian.Uint32((*[4]byte)(p)[:])
-		ll, n1 := int(h>>8&0xff), int(h>>24)
+		ll, n1 := int(*(*byte)(unsafe.Add(p, 1))), int(*(*byte)(unsafe.Add(p, 3))) // loads, not shifts of h
 		if h&0x00ff80ff != uint32(1<<3|protowire.BytesType)|uint32(1<<3|protowire.BytesType)<<16 ||
 			ll > avail-2 || n1+4 > ll {
 			break
