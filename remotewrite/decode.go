@@ -154,6 +154,8 @@ type decoder struct {
 	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
 	// rather than once per reference.
 	symbolsValid bool
+	// runV2 is the state labelRunV2 starts each series with, made once per request by parseV2.
+	runV2 labelRunV2
 	// copyable is how many of the symbols, from the first, have wordSlack-1 bytes after them in
 	// the request's array, which copyWords may read (see parseV2).
 	copyable int
@@ -938,6 +940,7 @@ func (d *decoder) parseV2(data []byte) error {
 	// The symbols lie in the request in their order: those without the room for copyWords
 	// after them, if any, are the last ones, and only when the request has no room after it
 	// (the handler makes it) and ends with symbols. labelRunV2.read takes the others only.
+	d.runV2 = labelRunV2{prev: "\x00", left: d.max.maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
 	d.copyable = len(d.symbols)
 	end := uintptr(unsafe.Pointer(unsafe.SliceData(data))) + uintptr(cap(data))
 	for ; d.copyable > 0; d.copyable-- {
@@ -1025,7 +1028,7 @@ func (d *decoder) seriesV2Common(m []byte) bool {
 		return false
 	}
 	lo, slo, elo := len(d.labels), len(d.samples), len(d.enc)
-	run := labelRunV2{prev: "\x00", left: d.max.maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
+	run := d.runV2
 	enc := d.enc
 	for i := 0; ; {
 		k, need := 0, 0
@@ -1079,7 +1082,7 @@ func (d *decoder) seriesV2(m []byte) error {
 	// seriesV1; run reads them.
 	checked := !d.general
 	maxLabels := d.max.maxLabels
-	run := labelRunV2{prev: "\x00", left: maxLabels, maxName: uint(min(d.max.maxNameLen, 254)), maxValue: uint(min(d.max.maxValueLen, 254))}
+	run := d.runV2
 	enc, elo := d.enc, len(d.enc) // the checked labels' LabelsData
 	// The symbols alias the request, which has wordSlack bytes after it when it comes from the
 	// handler: copyWords may read that far past a symbol (see parseV2).
