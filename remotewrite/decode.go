@@ -1245,25 +1245,28 @@ func (r *labelRunV2) read(p []byte, symbols []string, enc []byte) (i int, _ []by
 	e := len(enc)
 	dst := unsafe.Pointer(unsafe.SliceData(enc[:cap(enc)]))
 	prev, left := r.prev, r.left
+	// p's bytes are read without bounds checks: each index is checked against len(p) first.
+	pb := unsafe.Pointer(unsafe.SliceData(p))
+	at := func(k int) uint { return uint(*(*byte)(unsafe.Add(pb, k))) }
 	for i+1 < len(p) {
 		// Two references, one or two bytes each.
-		r1, j := uint(p[i]), i+1
+		r1, j := at(i), i+1
 		if r1 >= 0x80 {
-			if p[j] >= 0x80 {
+			if at(j) >= 0x80 {
 				break
 			}
-			r1, j = r1&0x7f|uint(p[j])<<7, j+1
+			r1, j = r1&0x7f|at(j)<<7, j+1
 		}
 		if j >= len(p) {
 			break
 		}
-		r2 := uint(p[j])
+		r2 := at(j)
 		j++
 		if r2 >= 0x80 {
-			if j >= len(p) || p[j] >= 0x80 {
+			if j >= len(p) || at(j) >= 0x80 {
 				break
 			}
-			r2, j = r2&0x7f|uint(p[j])<<7, j+1
+			r2, j = r2&0x7f|at(j)<<7, j+1
 		}
 		if r1 >= uint(len(symbols)) || r2 >= uint(len(symbols)) || left == 0 {
 			break
@@ -1272,12 +1275,13 @@ func (r *labelRunV2) read(p []byte, symbols []string, enc []byte) (i int, _ []by
 		if uint(len(ln)-1) >= r.maxName || uint(len(lv)-1) >= r.maxValue {
 			break
 		}
-		// Sorted: decided by the first bytes unless they are equal (see prev).
-		if ln[0] <= prev[0] && !sortsAfter(unsafe.Slice(unsafe.StringData(ln), len(ln)), unsafe.Slice(unsafe.StringData(prev), len(prev))) {
+		// Sorted: decided by the first bytes unless they are equal (see prev). Neither string
+		// is empty.
+		if *unsafe.StringData(ln) <= *unsafe.StringData(prev) && !sortsAfter(unsafe.Slice(unsafe.StringData(ln), len(ln)), unsafe.Slice(unsafe.StringData(prev), len(prev))) {
 			break
 		}
-		if len(ln) == len(metricNameLabel) && ln[0] == '_' {
-			word := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(ln), 8))
+		if len(ln) == len(metricNameLabel) && *unsafe.StringData(ln) == '_' {
+			word := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Pointer(unsafe.StringData(ln)))[:])
 			if word == typeLabelWord || word == unitLabelWord {
 				break // metadata: checkLabels takes it out
 			}
