@@ -379,10 +379,11 @@ func (d *decoder) seriesV1Common(m []byte) bool {
 
 // seriesV1 decodes one prometheus.TimeSeries. Labels take the most time, so the common encoding
 // of one (a label message shorter than 128 bytes holding a name and a value shorter than 128
-// bytes each, in field order) is decoded inline, and checked as it is read while the labels keep
-// to what checkLabels would accept as they are (sorted, within the limits, with values, without
-// __type__ or __unit__): then the series needs no second pass over its labels. Anything else
-// takes the general path and checkLabels.
+// bytes each, in field order) is read by labelRunV1.read, and checked as it is read while the
+// labels keep to what checkLabels would accept as they are (sorted, within the limits, with
+// values, without __type__ or __unit__): then the series needs no second pass over its labels.
+// Anything else takes the general path and checkLabels. A series that seriesV1Common takes
+// whole never gets here.
 func (d *decoder) seriesV1(m []byte) error {
 	lo, slo := len(d.labels), len(d.samples)
 	labels := d.labels // written back at the end: the loop appends to a local
