@@ -963,6 +963,10 @@ func (d *decoder) parseV2(data []byte) error {
 			}
 			continue
 		}
+		if _, n := shortField(data, 4<<3|byte(protowire.BytesType)); n > 0 {
+			data = data[n:] // a symbol, read in the first pass
+			continue
+		}
 		num, typ, n := consumeTag(data)
 		data = data[n:]
 		if num != 5 {
