@@ -884,6 +884,7 @@ func (d *decoder) parseV2(data []byte) error {
 	// (see checkSymbols): run is where the run being read starts in data, -1 outside one, and
 	// runSym its first symbol.
 	run, runSym := -1, 0
+	series := len(data) // where the first series field starts: the second pass starts there
 	rest := data
 	for len(rest) > 0 {
 		// Symbols and series in one step each (see shortField); the other fields, and these
@@ -901,14 +902,19 @@ func (d *decoder) parseV2(data []byte) error {
 			run = -1
 		}
 		if _, n := shortField(rest, 5<<3|byte(protowire.BytesType)); n > 0 {
+			series = min(series, len(data)-len(rest))
 			rest = rest[n:]
 			continue
 		}
+		start := len(data) - len(rest)
 		num, typ, n := consumeTag(rest)
 		if n < 0 {
 			return wireError("Request", n)
 		}
 		rest = rest[n:]
+		if num == 5 {
+			series = min(series, start)
+		}
 		if num == 4 || num == 5 {
 			if typ != protowire.BytesType {
 				return wireTypeError("Request", typ)
@@ -951,7 +957,8 @@ func (d *decoder) parseV2(data []byte) error {
 		}
 	}
 	// The first pass checked the framing of every top-level field, so the second one only has
-	// to find the series.
+	// to find the series, from the first on: senders write the symbols before them.
+	data = data[series:]
 	for len(data) > 0 {
 		if v, n := shortField(data, 5<<3|byte(protowire.BytesType)); n > 0 {
 			data = data[n:]

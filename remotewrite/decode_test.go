@@ -741,3 +741,31 @@ func TestDecodeV2SymbolsLast(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeV2SeriesTagForms: the second pass of parseV2 starts at the first series field the
+// first pass saw, whichever way its tag is written: a request whose series fields have their tag
+// in two bytes (a valid, if unusual, varint) decodes as the usual one does.
+func TestDecodeV2SeriesTagForms(t *testing.T) {
+	ss := realisticSeries(3)
+	msg := marshal(t, v2Message(ss...))
+	var alt []byte
+	for b := msg; len(b) > 0; {
+		num, _, n := protowire.ConsumeField(b)
+		require.Positive(t, n)
+		if num == 5 {
+			alt = append(alt, 0x80|5<<3|byte(protowire.BytesType), 0x00) // tag 0x2a in two bytes
+			alt = append(alt, b[1:n]...)
+		} else {
+			alt = append(alt, b[:n]...)
+		}
+		b = b[n:]
+	}
+	want := &decoder{}
+	require.NoError(t, want.decodeV2(msg))
+	require.Len(t, want.b.Series, len(ss))
+	for _, general := range []bool{false, true} {
+		d := &decoder{general: general}
+		require.NoError(t, d.decodeV2(alt))
+		require.Equal(t, record(&want.b), record(&d.b), "general %v", general)
+	}
+}
