@@ -13,7 +13,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=main
 
-.PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest soak clean prometheus3
+.PHONY: help build run test test-deps test-short lint bench fuzz eval loadtest pgo pgo-check soak clean prometheus3
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ build: ## Build ./anomaly_exporter and ./anomalytool.
 run: build ## Build and start the exporter on its embedded default config (:9700).
 	./anomaly_exporter
 
-test: test-deps mixin-check kubernetes-check $(BIN)/prometheus3 ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus (2.42 and 3).
+test: test-deps mixin-check kubernetes-check pgo-check $(BIN)/prometheus3 ## Run every test: unit, fuzz seed corpora, golden files, end to end with a real Prometheus (2.42 and 3).
 	$(GO) vet ./...
 	PROMETHEUS3=$(BIN)/prometheus3 $(GO) test -count=1 -timeout 15m ./...
 
@@ -120,9 +120,24 @@ eval: build ## Score the detector on the NAB subset in ../shared/nab (when prese
 	@if [ -d ../shared/nab ]; then ./anomalytool eval --data ../shared/nab/data --windows ../shared/nab/labels/combined_windows.json; \
 	else echo "../shared/nab not found: nothing to evaluate"; fi
 
-loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE, HISTORY, HISTORY_STEP, SCRAPE_EVERY, PROFILE (write a CPU profile there).
+loadtest: ## Load test on 127.0.0.1: SERIES, DURATION, PROTOCOL (1|2), CONCURRENCY, TARGET (exporter|prometheus|both), RATE, HISTORY, HISTORY_STEP, SCRAPE_EVERY, PROFILE (write a CPU profile there), EXPORTER (a binary to measure).
 	SERIES=$(SERIES) DURATION=$(DURATION) PROTOCOL=$(PROTOCOL) CONCURRENCY=$(CONCURRENCY) TARGET=$(TARGET) RATE=$(RATE) GO=$(GO) \
-	  HISTORY=$(HISTORY) HISTORY_STEP=$(HISTORY_STEP) SCRAPE_EVERY=$(SCRAPE_EVERY) PROFILE=$(PROFILE) ./scripts/loadtest.sh
+	  HISTORY=$(HISTORY) HISTORY_STEP=$(HISTORY_STEP) SCRAPE_EVERY=$(SCRAPE_EVERY) PROFILE=$(PROFILE) EXPORTER=$(EXPORTER) ./scripts/loadtest.sh
+
+# The profile the Go toolchain optimises the exporter with (profile-guided optimisation: it
+# inlines and lays out the hot path as the profile says; go build picks default.pgo up from the
+# main package's directory). It is a measurement, not derived from the source: regenerate it
+# after changing the hot path. One load run per protocol, with /scores scraped, merged.
+PGO_FILE = cmd/anomaly_exporter/default.pgo
+pgo: ## Record the exporter's CPU profile under load (RW 1.0 and 2.0, /scores scraped) into cmd/anomaly_exporter/default.pgo.
+	rm -f $(PGO_FILE).v1 $(PGO_FILE).v2
+	SERIES=100000 DURATION=20s PROTOCOL=1 SCRAPE_EVERY=15s PROFILE=$(CURDIR)/$(PGO_FILE).v1 GO=$(GO) ./scripts/loadtest.sh
+	SERIES=100000 DURATION=20s PROTOCOL=2 SCRAPE_EVERY=15s PROFILE=$(CURDIR)/$(PGO_FILE).v2 GO=$(GO) ./scripts/loadtest.sh
+	$(GO) tool pprof -proto $(PGO_FILE).v1 $(PGO_FILE).v2 > $(PGO_FILE)
+	rm -f $(PGO_FILE).v1 $(PGO_FILE).v2
+
+pgo-check: ## Check that the hot functions cmd/anomaly_exporter/default.pgo names are still declared (else: make pgo).
+	GO=$(GO) ./scripts/pgo-check.sh
 
 soak: ## Soak test on 127.0.0.1: SOAK_DURATION of steady series, churn and hostile requests; prints RSS and goroutines over time.
 	SOAK_DURATION=$(SOAK_DURATION) SERIES=$(SERIES) CHURN=$(CHURN) HOSTILE_INTERVAL=$(HOSTILE_INTERVAL) SAMPLE_EVERY=$(SAMPLE_EVERY) \

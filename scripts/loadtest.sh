@@ -25,6 +25,8 @@
 #                       After the run, /scores is scraped once plain and once gzipped in any case.
 #   PROFILE=            a file to write a CPU profile of the exporter during the measured run to
 #                       (it then runs with --web.enable-pprof); read it with go tool pprof
+#   EXPORTER=           an exporter binary to measure instead of building ./anomaly_exporter
+#                       (comparing two builds)
 #   PROMETHEUS=prometheus    the Prometheus binary
 #   GO=go
 set -euo pipefail
@@ -43,6 +45,7 @@ HISTORY_STEP=${HISTORY_STEP:-1h}
 SCRAPE_EVERY=${SCRAPE_EVERY:-0}
 PROFILE=${PROFILE:-}
 PROMETHEUS=${PROMETHEUS:-prometheus}
+EXPORTER=${EXPORTER:-}
 GO=${GO:-go}
 
 die() {
@@ -78,8 +81,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== building ./anomaly_exporter and ./anomalytool"
-"$GO" build -o anomaly_exporter ./cmd/anomaly_exporter
+if [[ -z $EXPORTER ]]; then
+	echo "== building ./anomaly_exporter and ./anomalytool"
+	"$GO" build -o anomaly_exporter ./cmd/anomaly_exporter
+	EXPORTER=./anomaly_exporter
+else
+	echo "== building ./anomalytool; measuring $EXPORTER"
+fi
 "$GO" build -o anomalytool ./cmd/anomalytool
 ./anomalytool loadgen --help >/dev/null 2>&1 ||
 	die "./anomalytool has no loadgen subcommand: register loadgenCmd in cmd/anomalytool/main.go"
@@ -129,7 +137,7 @@ measure() {
 		# bound on future timestamps, or the run would measure skips.
 		local pprof=()
 		[[ -z $PROFILE ]] || pprof=(--web.enable-pprof)
-		./anomaly_exporter --web.listen-address="127.0.0.1:$port" --config.file="$tmp/anomaly.yml" \
+		"$EXPORTER" --web.listen-address="127.0.0.1:$port" --config.file="$tmp/anomaly.yml" \
 			--storage.path="$tmp/exporter-data" --log.level=warn --remote-write.max-sample-ahead=0 "${pprof[@]}" >"$log" 2>&1 &
 		series_metric=anomaly_exporter_detector_series
 		scored_metric=anomaly_exporter_detector_samples_scored_total
