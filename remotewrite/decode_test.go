@@ -540,23 +540,30 @@ func TestDecodeFastPathsMatchGeneral(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			require.Equal(t, record(&ref.b), record(&d.b), "request %d, %s", i, c.name)
-			require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d, %s", i, c.name)
-			require.Equal(t, ref.rejectedSamples, d.rejectedSamples, "request %d, %s", i, c.name)
-			require.Equal(t, ref.first, d.first, "request %d, %s", i, c.name)
-			// What the fast paths encode as they read is the labels' encoding, which the detector
-			// identifies series by.
-			for _, ser := range d.b.Series {
-				if ser.LabelsData != nil {
-					encoded[c.name]++
-					require.Equal(t, string(batch.AppendEncoded(nil, ser.LabelsOf(nil))), string(ser.LabelsData), "request %d, %s", i, c.name)
-				}
-			}
+			encoded[c.name] += requireSameDecode(t, ref, d, fmt.Sprintf("request %d, %s", i, c.name))
 		}
 	}
 	for _, c := range []string{"v1", "v2", "v1 words", "v2 words"} {
 		require.Positive(t, encoded[c], c)
 	}
+}
+
+// requireSameDecode fails unless d decoded what ref did (the general path): the same series and
+// the same rejections. What the fast paths encode as they read must be the labels' encoding,
+// which the detector identifies series by; it returns how many series d has it for.
+func requireSameDecode(t *testing.T, ref, d *decoder, what string) (encoded int) {
+	t.Helper()
+	require.Equal(t, record(&ref.b), record(&d.b), what)
+	require.Equal(t, ref.rejectedSeries, d.rejectedSeries, what)
+	require.Equal(t, ref.rejectedSamples, d.rejectedSamples, what)
+	require.Equal(t, ref.first, d.first, what)
+	for _, ser := range d.b.Series {
+		if ser.LabelsData != nil {
+			encoded++
+			require.Equal(t, string(batch.AppendEncoded(nil, ser.LabelsOf(nil))), string(ser.LabelsData), what)
+		}
+	}
+	return encoded
 }
 
 // TestDecodeV1ExplicitEmptyValue: a sender may write an empty value as a field of length 0,
@@ -681,16 +688,7 @@ func TestDecodeFastPathEdgeCases(t *testing.T) {
 				d := &decoder{lim: lim}
 				err := c.decode(d, c.data)
 				require.Equal(t, refErr, err, "request %d, %s", i, c.name)
-				require.Equal(t, record(&ref.b), record(&d.b), "request %d, %s", i, c.name)
-				require.Equal(t, ref.rejectedSeries, d.rejectedSeries, "request %d, %s", i, c.name)
-				require.Equal(t, ref.rejectedSamples, d.rejectedSamples, "request %d, %s", i, c.name)
-				require.Equal(t, ref.first, d.first, "request %d, %s", i, c.name)
-				for _, ser := range d.b.Series {
-					if ser.LabelsData != nil {
-						encoded[c.name]++
-						require.Equal(t, string(batch.AppendEncoded(nil, ser.LabelsOf(nil))), string(ser.LabelsData), "request %d, %s", i, c.name)
-					}
-				}
+				encoded[c.name] += requireSameDecode(t, ref, d, fmt.Sprintf("request %d, %s", i, c.name))
 			}
 		}
 	}
