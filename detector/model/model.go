@@ -1304,6 +1304,11 @@ func learn(p float32, e, a float64) float32 {
 
 // f32 converts to float32, saturating instead of overflowing to infinity.
 func f32(x float64) float32 {
+	// A finite result is the conversion's, also where x is just above MaxFloat32 and rounds
+	// down to it; an infinite or NaN one falls through to the cases.
+	if y := float32(x); math.Float32bits(y)&0x7f800000 != 0x7f800000 {
+		return y
+	}
 	switch {
 	case x > math.MaxFloat32:
 		return math.MaxFloat32
