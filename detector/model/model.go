@@ -516,7 +516,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			exp[k] += advance
 		}
 		res[k] = v - exp[k]
-		if math.IsNaN(res[k]) || math.IsInf(res[k], 0) {
+		if !(math.Abs(res[k]) <= math.MaxFloat64) { // NaN or infinite
 			// Values so far apart that their difference overflows: start over from here rather
 			// than let a non-finite number into the state.
 			m.reset(t, v)
