@@ -732,7 +732,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if m.flatRun > 0 {
 		isFlat = math.MaxUint16
 	}
-	m.pFlat = uint16(math.Round(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
+	m.pFlat = uint16(roundPos(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
 	if m.n < math.MaxUint16 {
@@ -788,7 +788,7 @@ func (m *Model) learnRange(v float64) {
 	// A rate of at most recordNoStep steps of 1/65535 stays where it is without a record:
 	// p - p/recordSamples rounds back to p.
 	if rec != 0 || m.pRecord > recordNoStep {
-		m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+		m.pRecord = uint16(roundPos(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
 	}
 }
 
@@ -1327,6 +1327,17 @@ func fmax(a, b float64) float64 {
 		return a
 	}
 	return b
+}
+
+// roundPos is math.Round(x) for x >= 0, in fewer instructions: the fraction x-Floor(x) is
+// exact. The rates it rounds are never negative: p+w*(q-p) with p and q in [0, MaxUint16] and w
+// in [0, 1] is at least p-p.
+func roundPos(x float64) float64 {
+	r := math.Floor(x)
+	if x-r >= 0.5 {
+		r++
+	}
+	return r
 }
 
 func floorDiv(a, b int64) int64 {

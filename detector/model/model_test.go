@@ -935,3 +935,18 @@ func TestF32Saturates(t *testing.T) {
 	require.Equal(t, float32(math.MaxFloat32), f32(mid))
 	require.True(t, math.IsNaN(float64(f32(math.NaN()))))
 }
+
+// TestRoundPos: roundPos is math.Round for every x >= 0, halves and their neighbours included.
+func TestRoundPos(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	xs := []float64{0, math.Inf(1), 1 << 52, 1<<52 + 1, 1 << 53, math.MaxFloat64, math.SmallestNonzeroFloat64}
+	for i := range 70000 {
+		h := float64(i) + 0.5
+		xs = append(xs, float64(i), h, math.Nextafter(h, 0), math.Nextafter(h, math.Inf(1)),
+			rng.Float64()*math.MaxUint16)
+	}
+	for _, x := range xs {
+		require.Equal(t, math.Float64bits(math.Round(x)), math.Float64bits(roundPos(x)), "roundPos(%v)", x)
+	}
+	require.True(t, math.IsNaN(roundPos(math.NaN())))
+}
