@@ -1075,9 +1075,7 @@ type clock struct {
 	// step between the two, when w is 0 or 1 by the side of the hour t is on.
 	wLin  float64
 	tyNow int // day type of t
-	// The counts live in the Instant's memo (or are settledCounts), which they are not copied
-	// out of.
-	*visitCounts
+	visitCounts
 }
 
 // visitCounts are the visits of a clock's buckets, including this one, and the weekdays and
@@ -1138,24 +1136,25 @@ func (m *Model) clockAt(in *Instant) *clock {
 		}
 	}
 	if in.t-m.firstT >= settledAfter {
-		c.visitCounts = &settledCounts
+		c.visitCounts = settledCounts
 		return c
 	}
 	// The counts depend on firstT only through the hour bucket and the day it falls in; the
 	// series first seen in one scrape share both, and with them the counts, which take a few
 	// dozen divisions.
 	v := &in.visits
-	c.visitCounts = &v.n
 	if v.ok && v.firstT == m.firstT {
+		c.visitCounts = v.n
 		return c
 	}
 	hFirst, _ := hourBuckets(m.firstT)
 	firstDay := floorDiv(m.firstT, dayMs)
 	if v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
+		c.visitCounts = v.n
 		return c
 	}
-	countVisits(c, in.h0, hFirst, firstDay) // into v.n
-	v.ok, v.firstT, v.hFirst, v.firstDay = true, m.firstT, hFirst, firstDay
+	countVisits(c, in.h0, hFirst, firstDay)
+	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, n: c.visitCounts}
 	return c
 }
 
