@@ -668,10 +668,10 @@ func TestClockSettled(t *testing.T) {
 	for range 2000 {
 		m := Model{firstT: rng.Int64N(1 << 41)}
 		at := m.firstT + settledAfter + rng.Int64N(400*dayMs)
-		fast := m.clock(at)
+		_, fast := m.clock(at)
 		slow := fast
 		h0, _ := hourBuckets(at)
-		countVisits(&slow, h0, func() int64 { h, _ := hourBuckets(m.firstT); return h }(), floorDiv(m.firstT, dayMs))
+		countVisits(&slow, at, h0, func() int64 { h, _ := hourBuckets(m.firstT); return h }(), floorDiv(m.firstT, dayMs))
 		for i := range 2 {
 			require.Equal(t, visitIndex(slow.visitsDaily[i]), visitIndex(fast.visitsDaily[i]))
 			require.Equal(t, visitIndex(slow.visitsDW[i]), visitIndex(fast.visitsDW[i]))
