@@ -597,13 +597,15 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	aChoice := fmax(1/float64(m.n), lw.smooth[4])
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
+	// A snap back takes the jump out of candidate a's offset before a learns; the candidates
+	// before it in the loop read neither.
+	if snap {
+		m.offset[a] = f32(float64(m.offset[a]) - float64(m.jump))
+		res[a] += float64(m.jump)
+		m.jump = -m.jump
+		m.jumpBack = !m.jumpBack
+	}
 	for k := range numCandidates {
-		if k == a && snap {
-			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
-			res[k] += float64(m.jump)
-			m.jump = -m.jump
-			m.jumpBack = !m.jumpBack
-		}
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
 		// error it could be.
