@@ -1042,16 +1042,20 @@ func (m *Model) choose(c *clock, n *visitCounts, season Seasonality) int {
 	best := candNone
 	daily := c.t-m.firstT >= minDaysDaily*dayMs
 	weekly := n.weekdays >= minWeekdays && n.weekendDays >= minWeekendDays
-	// The candidates in order, unrolled; the slot past them takes an active out of range.
-	ratio := [numCandidates + 1]float32{switchRatio32, switchRatio32, switchRatio32, switchRatio32, switchRatio32}
-	ratio[min(m.active, numCandidates)] = stayRatio32
-	if daily && m.msr[candDaily] < ratio[candDaily]*m.msr[best] {
+	// The candidates in order, unrolled.
+	ratio := func(k int) float32 {
+		if k == int(m.active) {
+			return stayRatio32
+		}
+		return switchRatio32
+	}
+	if daily && m.msr[candDaily] < ratio(candDaily)*m.msr[best] {
 		best = candDaily
 	}
-	if weekly && m.msr[candWeekly] < ratio[candWeekly]*m.msr[best] {
+	if weekly && m.msr[candWeekly] < ratio(candWeekly)*m.msr[best] {
 		best = candWeekly
 	}
-	if daily && weekly && m.msr[candDailyWeekly] < ratio[candDailyWeekly]*m.msr[best] {
+	if daily && weekly && m.msr[candDailyWeekly] < ratio(candDailyWeekly)*m.msr[best] {
 		best = candDailyWeekly
 	}
 	return best
