@@ -553,7 +553,10 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	// A flatline is flagged for relevelRun samples and relevelMinDuration, like a level change,
 	// and then it is the new normal until the series moves again. The check is at the sample
 	// after the last flagged one, whose time is when that one's score stopped standing.
-	flat := m.flatScore()
+	flat := 0.0 // what flatScore returns without a run, here without a call
+	if m.flatRun != 0 {
+		flat = m.flatScore()
+	}
 	if flat > 1 {
 		if m.flatOver == 0 {
 			m.flatStart = m.sec(t)
