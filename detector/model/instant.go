@@ -81,7 +81,7 @@ func (in *Instant) at(t int64) {
 	in.hd = [2]int{int(modPos(h0, 24)), int(modPos(h0+1, 24))}
 	in.ty = [2]int{dayType(floorDivPos(h0, 24)), dayType(floorDivPos(h0+1, 24))}
 	in.hourStart, in.dayStart = periodStart(in.hour, hourMs), periodStart(in.day, dayMs)
-	// The clock's calendar; its counts are zero until clockAt.
+	// The clock's calendar (clockAt reads it as a step where the model does).
 	in.c.t, in.c.hd, in.c.ty, in.c.w, in.c.wLin, in.c.tyNow = t, in.hd, in.ty, in.w, in.w[1], in.tyNow
 }
 
@@ -119,10 +119,9 @@ func (in *Instant) T() int64 { return in.t }
 
 // weights returns the learning weights of a sample at in that stands for dtEff, in the bucket
 // visits c counts, from the memo when they are those of the last call.
-func (in *Instant) weights(dtEff float64, c *clock) *weights {
+func (in *Instant) weights(dtEff float64, c *clock, key uint32) *weights {
 	// The visits' indexes were packed into key when they were counted (visitKey). The slot is
 	// whether the model reads the hour as a step, which sets the buckets' shares of the sample.
-	key := c.key
 	slot := &in.memo[0]
 	if c.w != in.w {
 		slot = &in.memo[1]

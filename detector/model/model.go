@@ -476,13 +476,13 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	// A gap weighs as much as an hour of samples: enough to let the offsets follow, not so
 	// much that one sample after a gap replaces what was learned.
 	dtEff := min(dt, maxStep)
-	c := m.clockAt(in)
+	c, n := m.clockAt(in)
 	// The memory of a re-level fades: after a while the level before it is just a level.
 	if m.jump != 0 {
 		m.fadeJump(dt)
 	}
 
-	lw := in.weights(dtEff, c)
+	lw := in.weights(dtEff, c, n.key)
 	// Predictions of every candidate, from the state before v. candNone's level moves on by its
 	// trend over dt (see slope).
 	var exp, res, band, sigma, scale [numCandidates]float64
@@ -516,7 +516,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 			exp[k] += advance
 		}
 		res[k] = v - exp[k]
-		if math.IsNaN(res[k]) || math.IsInf(res[k], 0) {
+		if !(math.Abs(res[k]) <= math.MaxFloat64) { // NaN or infinite
 			// Values so far apart that their difference overflows: start over from here rather
 			// than let a non-finite number into the state.
 			m.reset(t, v)
@@ -527,12 +527,12 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 		band[k] = fmax(fmax(bandSigmas*sigma[k], floorRel*math.Abs(exp[k])), floorAbs)
 	}
 
-	if !c.fresh[candDaily] && m.n >= warmupSamples {
+	if !n.fresh[candDaily] && m.n >= warmupSamples {
 		m.learnEdge(c, v-m.base-float64(m.offset[candDaily]))
 	}
 	// Score with the active candidate; a return to the level before its last re-level is
 	// judged against that level.
-	a := m.choose(c, s.Seasonality)
+	a := m.choose(c, n, s.Seasonality)
 	if a != int(m.active) {
 		m.jump = 0
 		m.episodeSide = 0
@@ -553,7 +553,10 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	// A flatline is flagged for relevelRun samples and relevelMinDuration, like a level change,
 	// and then it is the new normal until the series moves again. The check is at the sample
 	// after the last flagged one, whose time is when that one's score stopped standing.
-	flat := m.flatScore()
+	flat := 0.0 // what flatScore returns without a run, here without a call
+	if m.flatRun != 0 {
+		flat = m.flatScore()
+	}
 	if flat > 1 {
 		if m.flatOver == 0 {
 			m.flatStart = m.sec(t)
@@ -597,17 +600,19 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	aChoice := fmax(1/float64(m.n), lw.smooth[4])
 	warm := m.n >= warmupSamples
 	var sqNone float64 // candNone's clipped squared residual: it comes first in the loop
+	// A snap back takes the jump out of candidate a's offset before a learns; the candidates
+	// before it in the loop read neither.
+	if snap {
+		m.offset[a] = f32(float64(m.offset[a]) - float64(m.jump))
+		res[a] += float64(m.jump)
+		m.jump = -m.jump
+		m.jumpBack = !m.jumpBack
+	}
 	for k := range numCandidates {
-		if k == a && snap {
-			m.offset[k] = f32(float64(m.offset[k]) - float64(m.jump))
-			res[k] += float64(m.jump)
-			m.jump = -m.jump
-			m.jumpBack = !m.jumpBack
-		}
 		// A profile read from a bucket in its first visit knows nothing yet: it takes up the
 		// whole error, unclipped, and the offset stays 0, since there is no profile yet whose
 		// error it could be.
-		fresh := c.fresh[k] // c.firstVisit(k)
+		fresh := n.fresh[k] // n.firstVisit(k)
 		psi := res[k]
 		if warm && !fresh {
 			// Most residuals are inside the clip, where the builtins return psi as it is (c > 0).
@@ -732,7 +737,7 @@ func (m *Model) ObserveAt(in *Instant, v float64, s *Settings) Result {
 	if m.flatRun > 0 {
 		isFlat = math.MaxUint16
 	}
-	m.pFlat = uint16(math.Round(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
+	m.pFlat = uint16(roundPos(float64(m.pFlat) + lw.smooth[3]*(isFlat-float64(m.pFlat))))
 
 	m.lastT, m.lastV = t, v
 	if m.n < math.MaxUint16 {
@@ -788,7 +793,7 @@ func (m *Model) learnRange(v float64) {
 	// A rate of at most recordNoStep steps of 1/65535 stays where it is without a record:
 	// p - p/recordSamples rounds back to p.
 	if rec != 0 || m.pRecord > recordNoStep {
-		m.pRecord = uint16(math.Round(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
+		m.pRecord = uint16(roundPos(float64(m.pRecord) + (rec-float64(m.pRecord))/recordSamples))
 	}
 }
 
@@ -1026,7 +1031,7 @@ func (m *Model) flatScore() float64 {
 
 // choose returns the candidate that scores: the forced one, or under SeasonAuto the simplest
 // one that is eligible and not clearly beaten by an eligible richer one.
-func (m *Model) choose(c *clock, season Seasonality) int {
+func (m *Model) choose(c *clock, n *visitCounts, season Seasonality) int {
 	switch season {
 	case SeasonNone:
 		return candNone
@@ -1039,17 +1044,21 @@ func (m *Model) choose(c *clock, season Seasonality) int {
 	}
 	best := candNone
 	daily := c.t-m.firstT >= minDaysDaily*dayMs
-	weekly := c.weekdays >= minWeekdays && c.weekendDays >= minWeekendDays
-	// The candidates in order, unrolled; the slot past them takes an active out of range.
-	ratio := [numCandidates + 1]float32{switchRatio32, switchRatio32, switchRatio32, switchRatio32, switchRatio32}
-	ratio[min(m.active, numCandidates)] = stayRatio32
-	if daily && m.msr[candDaily] < ratio[candDaily]*m.msr[best] {
+	weekly := n.weekdays >= minWeekdays && n.weekendDays >= minWeekendDays
+	// The candidates in order, unrolled.
+	ratio := func(k int) float32 {
+		if k == int(m.active) {
+			return stayRatio32
+		}
+		return switchRatio32
+	}
+	if daily && m.msr[candDaily] < ratio(candDaily)*m.msr[best] {
 		best = candDaily
 	}
-	if weekly && m.msr[candWeekly] < ratio[candWeekly]*m.msr[best] {
+	if weekly && m.msr[candWeekly] < ratio(candWeekly)*m.msr[best] {
 		best = candWeekly
 	}
-	if daily && weekly && m.msr[candDailyWeekly] < ratio[candDailyWeekly]*m.msr[best] {
+	if daily && weekly && m.msr[candDailyWeekly] < ratio(candDailyWeekly)*m.msr[best] {
 		best = candDailyWeekly
 	}
 	return best
@@ -1062,9 +1071,9 @@ var switchRatio32, stayRatio32 = func() (float32, float32) {
 	return float32(sw), float32(st)
 }()
 
-// clock is where a timestamp falls in the seasons, and how many times the buckets it falls in
-// have been visited since the first sample. Visits are counted from timestamps alone (a gap
-// counts as visits), which keeps them out of the state.
+// clock is where a timestamp falls in the seasons; the visitCounts that clockAt returns with
+// it, how many times the buckets it falls in have been visited since the first sample. Visits
+// are counted from timestamps alone (a gap counts as visits), which keeps them out of the state.
 type clock struct {
 	t int64
 	// hd are the hours of the two bucket centres around t, ty their day types, w their
@@ -1075,7 +1084,6 @@ type clock struct {
 	// step between the two, when w is 0 or 1 by the side of the hour t is on.
 	wLin  float64
 	tyNow int // day type of t
-	visitCounts
 }
 
 // visitCounts are the visits of a clock's buckets, including this one, and the weekdays and
@@ -1117,16 +1125,18 @@ var settledCounts = func() visitCounts {
 	return c
 }()
 
-func (m *Model) clock(t int64) clock {
+func (m *Model) clock(t int64) (clock, visitCounts) {
 	in := At(t)
-	return *m.clockAt(&in)
+	c, n := m.clockAt(&in)
+	return *c, *n
 }
 
 // clockAt is the clock of in for this model: in's calendar, read as a step where the daily
 // profile steps (see edgeVotes), and the visits since firstT. It lives in in (whose calendar
 // part At filled in), so that it is neither built nor copied per sample; it is valid until the
-// next clockAt on in.
-func (m *Model) clockAt(in *Instant) *clock {
+// next clockAt on in. So are the counts, which are in's memo or settledCounts: a pointer to
+// them, returned rather than kept in the clock, costs no copy and does not send in to the heap.
+func (m *Model) clockAt(in *Instant) (*clock, *visitCounts) {
 	c := &in.c
 	c.w = in.w
 	if m.edge[in.hd[1]] > 0 {
@@ -1136,47 +1146,44 @@ func (m *Model) clockAt(in *Instant) *clock {
 		}
 	}
 	if in.t-m.firstT >= settledAfter {
-		c.visitCounts = settledCounts
-		return c
+		return c, &settledCounts
 	}
 	// The counts depend on firstT only through the hour bucket and the day it falls in; the
 	// series first seen in one scrape share both, and with them the counts, which take a few
 	// dozen divisions.
 	v := &in.visits
 	if v.ok && v.firstT == m.firstT {
-		c.visitCounts = v.n
-		return c
+		return c, &v.n
 	}
 	hFirst, _ := hourBuckets(m.firstT)
 	firstDay := floorDiv(m.firstT, dayMs)
 	if v.ok && v.hFirst == hFirst && v.firstDay == firstDay {
-		c.visitCounts = v.n
-		return c
+		return c, &v.n
 	}
-	countVisits(c, in.h0, hFirst, firstDay)
-	in.visits = visitsMemo{ok: true, firstT: m.firstT, hFirst: hFirst, firstDay: firstDay, n: c.visitCounts}
-	return c
+	countVisits(&v.n, in.t, in.h0, hFirst, firstDay)
+	v.ok, v.firstT, v.hFirst, v.firstDay = true, m.firstT, hFirst, firstDay
+	return c, &v.n
 }
 
-// countVisits fills in the counts of c, whose first bucket is hour h0, for a model whose first
+// countVisits fills in the counts n of the clock at t, whose first bucket is hour h0, for a model whose first
 // sample fell in the bucket of hour hFirst and on firstDay.
-func countVisits(c *clock, h0, hFirst, firstDay int64) {
+func countVisits(n *visitCounts, t, h0, hFirst, firstDay int64) {
 	for i, h := range [2]int64{h0, h0 + 1} {
 		day := floorDiv(h, 24)
 		k := max(floorDiv(h-hFirst, 24), 0)
-		c.visitsDaily[i] = int(k) + 1
-		c.visitsDW[i] = sameTypeDays(day, k)
+		n.visitsDaily[i] = int(k) + 1
+		n.visitsDW[i] = sameTypeDays(day, k)
 	}
-	day := floorDiv(c.t, dayMs)
-	c.visitsNone = int(day-firstDay) + 1
-	c.visitsWeekly = sameTypeDays(day, day-firstDay)
+	day := floorDiv(t, dayMs)
+	n.visitsNone = int(day-firstDay) + 1
+	n.visitsWeekly = sameTypeDays(day, day-firstDay)
 	if day == firstDay {
-		c.weekendDays = dayType(day)
+		n.weekendDays = dayType(day)
 	} else {
-		c.weekendDays = int(weekendDays(firstDay, day))
+		n.weekendDays = int(weekendDays(firstDay, day))
 	}
-	c.weekdays = c.visitsNone - c.weekendDays
-	c.setDerived()
+	n.weekdays = n.visitsNone - n.weekendDays
+	n.setDerived()
 }
 
 // settledAfter is the age of a model from which clock need not count visits: any 36 days hold at
@@ -1304,6 +1311,11 @@ func learn(p float32, e, a float64) float32 {
 
 // f32 converts to float32, saturating instead of overflowing to infinity.
 func f32(x float64) float32 {
+	// A finite result is the conversion's, also where x is just above MaxFloat32 and rounds
+	// down to it; an infinite or NaN one falls through to the cases.
+	if y := float32(x); math.Float32bits(y)&0x7f800000 != 0x7f800000 {
+		return y
+	}
 	switch {
 	case x > math.MaxFloat32:
 		return math.MaxFloat32
@@ -1322,6 +1334,17 @@ func fmax(a, b float64) float64 {
 		return a
 	}
 	return b
+}
+
+// roundPos is math.Round(x) for x >= 0, in fewer instructions: the fraction x-Floor(x) is
+// exact. The rates it rounds are never negative: p+w*(q-p) with p and q in [0, MaxUint16] and w
+// in [0, 1] is at least p-p.
+func roundPos(x float64) float64 {
+	r := math.Floor(x)
+	if x-r >= 0.5 {
+		r++
+	}
+	return r
 }
 
 func floorDiv(a, b int64) int64 {

@@ -668,10 +668,10 @@ func TestClockSettled(t *testing.T) {
 	for range 2000 {
 		m := Model{firstT: rng.Int64N(1 << 41)}
 		at := m.firstT + settledAfter + rng.Int64N(400*dayMs)
-		fast := m.clock(at)
+		_, fast := m.clock(at)
 		slow := fast
 		h0, _ := hourBuckets(at)
-		countVisits(&slow, h0, func() int64 { h, _ := hourBuckets(m.firstT); return h }(), floorDiv(m.firstT, dayMs))
+		countVisits(&slow, at, h0, func() int64 { h, _ := hourBuckets(m.firstT); return h }(), floorDiv(m.firstT, dayMs))
 		for i := range 2 {
 			require.Equal(t, visitIndex(slow.visitsDaily[i]), visitIndex(fast.visitsDaily[i]))
 			require.Equal(t, visitIndex(slow.visitsDW[i]), visitIndex(fast.visitsDW[i]))
@@ -905,4 +905,48 @@ func TestSpikesOfOneBurstAlertOnce(t *testing.T) {
 	}
 	require.LessOrEqual(t, ps[0].Score, 1.0, "the change's first sample, like the spike before it")
 	require.GreaterOrEqual(t, longest, relevelRun, "a level change after a spike")
+}
+
+// TestF32Saturates: f32 is the conversion where that is finite (also just above MaxFloat32,
+// which rounds down to it), MaxFloat32 with the sign of x beyond, and NaN for NaN.
+func TestF32Saturates(t *testing.T) {
+	want := func(x float64) float32 {
+		switch {
+		case x > math.MaxFloat32:
+			return math.MaxFloat32
+		case x < -math.MaxFloat32:
+			return -math.MaxFloat32
+		}
+		return float32(x)
+	}
+	m := float64(math.MaxFloat32)
+	below := float64(math.Nextafter32(math.MaxFloat32, 0))
+	mid := m + (m-below)/2 // halfway to the next power: rounds to even, which is infinity
+	var xs []float64
+	for _, x := range []float64{0, 1.5, 1e-50, 1e300, math.Inf(1), m, below, mid, (m + below) / 2} {
+		for _, y := range []float64{x, math.Nextafter(x, 0), math.Nextafter(x, math.Inf(1))} {
+			xs = append(xs, y, -y)
+		}
+	}
+	for _, x := range xs {
+		require.Equal(t, math.Float32bits(want(x)), math.Float32bits(f32(x)), "f32(%g)", x)
+	}
+	require.Equal(t, float32(math.MaxFloat32), f32(math.Nextafter(mid, 0)), "rounds down to MaxFloat32")
+	require.Equal(t, float32(math.MaxFloat32), f32(mid))
+	require.True(t, math.IsNaN(float64(f32(math.NaN()))))
+}
+
+// TestRoundPos: roundPos is math.Round for every x >= 0, halves and their neighbours included.
+func TestRoundPos(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	xs := []float64{0, math.Inf(1), 1 << 52, 1<<52 + 1, 1 << 53, math.MaxFloat64, math.SmallestNonzeroFloat64}
+	for i := range 70000 {
+		h := float64(i) + 0.5
+		xs = append(xs, float64(i), h, math.Nextafter(h, 0), math.Nextafter(h, math.Inf(1)),
+			rng.Float64()*math.MaxUint16)
+	}
+	for _, x := range xs {
+		require.Equal(t, math.Float64bits(math.Round(x)), math.Float64bits(roundPos(x)), "roundPos(%v)", x)
+	}
+	require.True(t, math.IsNaN(roundPos(math.NaN())))
 }
