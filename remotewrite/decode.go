@@ -154,7 +154,9 @@ type decoder struct {
 	// symbolsValid is set when every RW 2.0 symbol is valid UTF-8, checked once per request
 	// rather than once per reference.
 	symbolsValid bool
-	// runV2 is the state labelRunV2 starts each series with, made once per request by parseV2.
+	// runV1 and runV2 are the states labelRunV1 and labelRunV2 start each series with, made
+	// once per request by parseV1 and parseV2.
+	runV1 labelRunV1
 	runV2 labelRunV2
 	// copyable is how many of the symbols, from the first, have wordSlack-1 bytes after them in
 	// the request's array, which copyWords may read (see parseV2).
@@ -289,6 +291,7 @@ func (d *decoder) decode(data []byte, parse func(*decoder, []byte) error) error 
 
 // parseV1 decodes the fields of a prometheus.WriteRequest.
 func (d *decoder) parseV1(data []byte) error {
+	d.runV1 = labelRunV1{prev: &noLabel[0], left: d.max.maxLabels, maxName: uint(d.max.maxNameLen), maxValue: uint(d.max.maxValueLen)}
 	for len(data) > 0 {
 		if m, n := shortField(data, 1<<3|byte(protowire.BytesType)); n > 0 {
 			data = data[n:]
@@ -353,7 +356,7 @@ func (d *decoder) seriesV1Common(m []byte) bool {
 	enc := slices.Grow(d.enc, len(m)+wordSlack)
 	elo := len(enc)
 	d.enc = enc // the room made is kept whatever the outcome: seriesV1 needs the same
-	run := labelRunV1{prev: &noLabel[0], left: d.max.maxLabels, maxName: uint(d.max.maxNameLen), maxValue: uint(d.max.maxValueLen)}
+	run := d.runV1
 	i, enc := run.read(m, enc)
 	if !run.name || !isASCII(m[:i]) {
 		return false
@@ -406,7 +409,7 @@ func (d *decoder) seriesV1(m []byte) error {
 	// and keeps the last label's name and the metric name.
 	checked := !d.general
 	maxLabels := d.max.maxLabels
-	run := labelRunV1{prev: &noLabel[0], left: maxLabels, maxName: uint(d.max.maxNameLen), maxValue: uint(d.max.maxValueLen)}
+	run := d.runV1
 	for len(m) > 0 {
 		// The run of label fields in the common encoding: most of what a request costs to decode.
 		if checked {
