@@ -3,6 +3,7 @@ package detector
 import (
 	"io"
 	"strconv"
+	"sync"
 
 	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -52,48 +53,106 @@ type snap struct {
 	flags  uint8
 }
 
-// labelsAheadScrape is how many series ahead of the one being written WriteScores prefetches
+// labelsAheadScrape is how many series ahead of the one being written AppendPart prefetches
 // labels.
 const labelsAheadScrape = 8
 
-// scoresBufferSize is how much of the exposition is formatted before it is written out.
-const scoresBufferSize = 64 << 10
+// DefaultPartSeries is the number of series a part of a Scrape aims at when its caller names
+// none: about 180 KiB of exposition per thousand series, so a part is about 1 MiB, large enough
+// that its fixed costs (a compressor's reset, a hand-off between goroutines) are lost in it and
+// a fresh compressor's first window barely shows in the ratio, small enough that a few parts in
+// flight per core are a few MiB whatever the series count.
+const DefaultPartSeries = 6000
 
-// WriteScores writes the output series of every live series in the Prometheus text format
-// (version 0.0.4). Each family is written whole before the next, a shard at a time: the shard's
-// lock is held only while its values are copied, never while writing to w.
-func (s *Store) WriteScores(w io.Writer) error {
+// Scrape is one exposition of the store's scores, cut into parts that can be formatted
+// concurrently and whose concatenation, in order, is the exposition: a scrape of a million
+// series is over a gigabyte of text, more than one core formats and compresses in the time a
+// scrape may take. A part is one family over a range of shards, the family's # HELP and # TYPE
+// lines at the start of its first part. The wall clock is read once, by Store.Scrape, so that
+// every part hides the same stale series. AppendPart may be called from several goroutines at
+// once, and in any order; each shard's lock is held only while its values are copied.
+type Scrape struct {
+	s           *Store
+	staleCutoff int64
+	ranges      int // shard ranges per family
+}
+
+// Scrape starts an exposition whose parts hold about partSeries series each (DefaultPartSeries
+// if partSeries <= 0), judged from the number of series tracked now; a part is never less than
+// one shard's series.
+func (s *Store) Scrape(partSeries int) Scrape {
+	if partSeries <= 0 {
+		partSeries = DefaultPartSeries
+	}
 	rs := s.opts.Load()
 	now := s.now().Unix()
 	staleCutoff := int64(-1 << 62)
 	if rs.StaleAfter > 0 {
 		staleCutoff = now - int64(rs.StaleAfter.Seconds())
 	}
-	var snaps []snap
-	b := make([]byte, 0, scoresBufferSize+4<<10)
-	for _, f := range families {
-		b = append(b, "# HELP "...)
-		b = append(b, f.name...)
-		b = append(b, ' ')
-		b = append(b, f.help...)
-		b = append(b, "\n# TYPE "...)
-		b = append(b, f.name...)
-		b = append(b, " gauge\n"...)
-		for k := range s.shards {
-			snaps = s.shards[k].snapshot(snaps[:0], f.value, staleCutoff)
-			for i := range snaps {
-				// The labels are all over the heap: load those of a series a few lines ahead.
-				if i+labelsAheadScrape < len(snaps) {
-					prefetchLabelsOf(snaps[i+labelsAheadScrape].labels)
-				}
-				b = appendSeriesLine(b, f.name, &snaps[i])
-				if len(b) >= scoresBufferSize {
-					if _, err := w.Write(b); err != nil {
-						return err
-					}
-					b = b[:0]
-				}
+	n := int(max(s.series.Load(), 0))
+	ranges := min(max((n+partSeries-1)/partSeries, 1), numShards)
+	return Scrape{s: s, staleCutoff: staleCutoff, ranges: ranges}
+}
+
+// Parts is the number of parts of the exposition, never less than the number of families.
+func (sc Scrape) Parts() int { return len(families) * sc.ranges }
+
+// AppendPart appends part i (0 <= i < Parts()) of the exposition to dst and returns the result.
+func (sc Scrape) AppendPart(dst []byte, i int) []byte {
+	f := &families[i/sc.ranges]
+	r := i % sc.ranges
+	if r == 0 {
+		dst = append(dst, "# HELP "...)
+		dst = append(dst, f.name...)
+		dst = append(dst, ' ')
+		dst = append(dst, f.help...)
+		dst = append(dst, "\n# TYPE "...)
+		dst = append(dst, f.name...)
+		dst = append(dst, " gauge\n"...)
+	}
+	sp := snapPool.Get().(*[]snap)
+	snaps, used := (*sp)[:0], 0
+	for k := r * numShards / sc.ranges; k < (r+1)*numShards/sc.ranges; k++ {
+		snaps = sc.s.shards[k].snapshot(snaps[:0], f.value, sc.staleCutoff)
+		used = max(used, len(snaps))
+		for j := range snaps {
+			// The labels are all over the heap: load those of a series a few lines ahead.
+			if j+labelsAheadScrape < len(snaps) {
+				prefetchLabelsOf(snaps[j+labelsAheadScrape].labels)
 			}
+			dst = appendSeriesLine(dst, f.name, &snaps[j])
+		}
+	}
+	// The pool must not keep alive the labels of series the store has forgotten (what lies
+	// beyond used was cleared by the call that wrote it).
+	clear(snaps[:used])
+	*sp = snaps[:0]
+	snapPool.Put(sp)
+	return dst
+}
+
+// snapPool holds the scratch into which AppendPart copies a shard's values, so that a scrape
+// allocates one per goroutine formatting parts rather than one per part.
+var snapPool = sync.Pool{New: func() any { return new([]snap) }}
+
+// scoresBufferSize is how much of the exposition WriteScores formats before it writes it out,
+// unless a part is larger.
+const scoresBufferSize = 64 << 10
+
+// WriteScores writes the output series of every live series in the Prometheus text format
+// (version 0.0.4), the parts of a Scrape in order on the calling goroutine: for callers that
+// want the exposition whole and have no cores to spare for it (tests, backfill, checkpoints).
+func (s *Store) WriteScores(w io.Writer) error {
+	sc := s.Scrape(0)
+	b := make([]byte, 0, scoresBufferSize)
+	for i := range sc.Parts() {
+		b = sc.AppendPart(b, i)
+		if len(b) >= scoresBufferSize {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
 		}
 	}
 	_, err := w.Write(b)

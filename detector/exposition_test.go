@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +85,129 @@ func TestScoresGolden(t *testing.T) {
 	res, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics: %s", res)
 	require.Empty(t, strings.TrimSpace(string(res)))
+}
+
+// scrapeConcurrently formats the parts of sc on one goroutine each, started last part first,
+// and returns them concatenated in order.
+func scrapeConcurrently(sc Scrape) []byte {
+	parts := make([][]byte, sc.Parts())
+	var wg sync.WaitGroup
+	for i := len(parts) - 1; i >= 0; i-- {
+		wg.Go(func() { parts[i] = sc.AppendPart(nil, i) })
+	}
+	wg.Wait()
+	return bytes.Join(parts, nil)
+}
+
+// TestScrapeParts: however the exposition is cut, and in whatever order its parts are formatted,
+// their concatenation is the exposition of a scrape in one part, which walks the families and
+// shards in the order WriteScores always has (TestScoresGolden holds its bytes).
+func TestScrapeParts(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	s.clock = time.UnixMilli(1_700_000_000_000).Add(72 * time.Hour)
+	require.NoError(t, s.Append(goldenInput()))
+	for _, b := range benchBatches(3000) {
+		require.NoError(t, s.Append(b))
+	}
+	n := s.Len()
+	whole := s.Scrape(1 << 30)
+	require.Equal(t, len(families), whole.Parts())
+	want := whole.AppendPart(nil, 0)
+	for i := 1; i < whole.Parts(); i++ {
+		want = whole.AppendPart(want, i)
+	}
+	var buf bytes.Buffer
+	require.NoError(t, s.WriteScores(&buf))
+	require.Equal(t, string(want), buf.String(), "WriteScores")
+	require.Equal(t, 6*(n-1)+6*2, strings.Count(string(want), "\n"), "a line per live series and family, and the headers")
+
+	for _, tc := range []struct {
+		name       string
+		partSeries int
+		ranges     int
+	}{
+		{"one shard per part", 1, numShards},
+		{"a shard or more per part", 20, (n + 19) / 20},
+		{"uneven ranges", 700, (n + 699) / 700},
+		{"default", 0, (n + DefaultPartSeries - 1) / DefaultPartSeries},
+		{"negative is default", -1, (n + DefaultPartSeries - 1) / DefaultPartSeries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := s.Scrape(tc.partSeries)
+			require.Equal(t, len(families)*tc.ranges, sc.Parts())
+			require.Equal(t, string(want), string(scrapeConcurrently(sc)))
+		})
+	}
+}
+
+// TestScrapeEmpty: an empty store's exposition is the families' headers, in any number of parts.
+func TestScrapeEmpty(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	sc := s.Scrape(1)
+	require.Equal(t, len(families), sc.Parts())
+	out := string(scrapeConcurrently(sc))
+	require.Equal(t, 2*len(families), strings.Count(out, "\n"))
+	for _, f := range families {
+		require.Contains(t, out, "# HELP "+f.name+" ")
+		require.Contains(t, out, "# TYPE "+f.name+" gauge\n")
+	}
+	var buf bytes.Buffer
+	require.NoError(t, s.WriteScores(&buf))
+	require.Equal(t, out, buf.String())
+}
+
+// TestScrapeStaleCutoff: the wall clock is read once per scrape, so that a part formatted after
+// a series went stale still shows it, as the scrape's other parts do.
+func TestScrapeStaleCutoff(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	for _, b := range benchBatches(500) {
+		require.NoError(t, s.Append(b))
+	}
+	var want bytes.Buffer
+	require.NoError(t, s.WriteScores(&want))
+	require.Equal(t, 6*500+12, strings.Count(want.String(), "\n"))
+	sc := s.Scrape(100)
+	s.clock = s.clock.Add(time.Hour) // every series is stale now
+	require.Equal(t, want.String(), string(scrapeConcurrently(sc)))
+	require.Equal(t, 12, strings.Count(string(scrapeConcurrently(s.Scrape(100))), "\n"), "a new scrape hides them")
+}
+
+// TestScrapeWhileAppending: scrapes, their parts formatted concurrently, beside ingestion of
+// new samples and new series (go test -race checks the locking).
+func TestScrapeWhileAppending(t *testing.T) {
+	s := newTestStore(t, testOptions())
+	bs := benchBatches(3000) // a batch of 2000 known series, another of 1000 that arrive during the scrapes
+	for _, b := range bs[:1] {
+		require.NoError(t, s.Append(b))
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			for _, b := range bs {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := s.Append(b); err != nil {
+					panic(err)
+				}
+			}
+			advance(bs)
+		}
+	})
+	defer wg.Wait()
+	defer close(done)
+	for range 8 {
+		out := scrapeConcurrently(s.Scrape(97))
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := p.TextToMetricFamilies(bytes.NewReader(out))
+		require.NoError(t, err)
+		require.Len(t, mfs, len(families))
+		for _, f := range families {
+			require.GreaterOrEqual(t, len(mfs[f.name].GetMetric()), 2000, f.name)
+			require.LessOrEqual(t, len(mfs[f.name].GetMetric()), 3000, f.name)
+		}
+	}
 }
