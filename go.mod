@@ -8,10 +8,7 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 )
 
-require (
-	github.com/klauspost/compress v1.20.3 // indirect
-	github.com/klauspost/pgzip v1.3.0
-)
+require github.com/klauspost/compress v1.20.3
 
 require (
 	github.com/alecthomas/kingpin/v2 v2.4.0

@@ -1,50 +1,249 @@
 package main
 
 import (
+	"encoding/binary"
+	"hash/crc32"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
-	"github.com/klauspost/pgzip"
+	"github.com/klauspost/compress/flate"
 
 	"github.com/anomaly-exporter/anomaly_exporter/detector"
 )
 
-// gzipBlockSize is the block pgzip compresses on one core: a million series are over a gigabyte
-// of exposition, more than one core deflates in the two seconds a scrape may take.
-const gzipBlockSize = 1 << 20
+// partsAheadPerWorker bounds the parts formatted (and compressed) ahead of the one being
+// written: enough that a worker rarely waits for the writer, few enough that a scrape holds a
+// few parts per core whatever the series count.
+const partsAheadPerWorker = 2
 
 // scoresHandler serves the store's output series in the text format, gzipped when the scraper
-// asks for it (Prometheus always does). Gzipped, the exposition is compressed on every core
-// (klauspost/pgzip, at BestSpeed) while it is formatted.
+// asks for it (Prometheus always does). A million series are over a gigabyte of exposition,
+// more than one core formats and deflates in the two seconds a scrape may take: the parts of
+// the exposition are formatted, and compressed, on every core, and written in order.
 func scoresHandler(store *detector.Store, logger *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			if err := store.WriteScores(w); err != nil {
-				// The status line is gone already; the scraper sees a truncated body and fails.
-				logger.Debug("Writing /scores", "err", err)
-			}
-			return
-		}
+	return &scoresServer{store: store, logger: logger}
+}
+
+// scoresServer is the /scores handler; the zero values of workers and partSeries are
+// GOMAXPROCS and detector.DefaultPartSeries (tests set others).
+type scoresServer struct {
+	store      *detector.Store
+	logger     *slog.Logger
+	workers    int
+	partSeries int
+}
+
+func (s *scoresServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+	if gz {
 		w.Header().Set("Content-Encoding", "gzip")
-		gz, err := pgzip.NewWriterLevel(w, pgzip.BestSpeed)
-		if err == nil {
-			err = gz.SetConcurrency(gzipBlockSize, runtime.GOMAXPROCS(0))
+	}
+	if err := s.write(w, gz); err != nil && s.logger != nil {
+		// The status line is gone already; the scraper sees a truncated body and fails.
+		s.logger.Debug("Writing /scores", "err", err)
+	}
+}
+
+// scoresPart is a formatted part on its way to the writer: the plain text, or its DEFLATE
+// segment with the CRC-32 and length of the plain text.
+type scoresPart struct {
+	buf  *[]byte
+	pool *sync.Pool // where buf goes back
+	crc  uint32
+	n    int
+}
+
+var (
+	// plainBuffers and segmentBuffers are the buffers parts are formatted and compressed into,
+	// reused from one scrape to the next; two pools, as a segment is a tenth of its part.
+	plainBuffers   = sync.Pool{New: func() any { return new([]byte) }}
+	segmentBuffers = sync.Pool{New: func() any { return new([]byte) }}
+	// flateWriters are compressors at BestSpeed, reused: one holds a few hundred KiB of tables.
+	flateWriters = sync.Pool{New: func() any {
+		fw, _ := flate.NewWriter(nil, flate.BestSpeed) // the level is valid: no error
+		return fw
+	}}
+)
+
+// write writes the exposition to w, plain or as one gzip member. Workers format the parts of
+// one Scrape, at most partsAheadPerWorker per worker ahead of the part being written; gzipped,
+// each worker deflates its part into a segment of its own, ended by a sync flush so that the
+// segments concatenate into one DEFLATE stream, which write closes with an empty final block.
+// The CRC-32 of each part is taken by the worker that formatted it, while the part is in its
+// cache, and the parts' CRCs are combined in order, so that the writer goroutine only writes
+// and the plain text goes back to the pool as soon as it is compressed. When a write fails (the
+// scraper went away), the workers format nothing more, and write returns once they are done.
+func (s *scoresServer) write(w io.Writer, gz bool) error {
+	sc := s.store.Scrape(s.partSeries)
+	n := sc.Parts()
+	workers := s.workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	ahead := min(n, partsAheadPerWorker*workers)
+	// Part i goes to slot i%ahead; it is handed out only once part i-ahead left that slot, so a
+	// worker never waits on a slot, nor the writer on jobs.
+	jobs := make(chan int, ahead)
+	slots := make([]chan scoresPart, ahead)
+	for i := range slots {
+		slots[i] = make(chan scoresPart, 1)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var fw *flate.Writer
+			var seg appendWriter
+			if gz {
+				fw = flateWriters.Get().(*flate.Writer)
+				defer flateWriters.Put(fw)
+			}
+			for i := range jobs {
+				var p scoresPart
+				if !stop.Load() {
+					p = formatPart(sc, i, fw, &seg)
+				}
+				slots[i%ahead] <- p
+			}
+		})
+	}
+	for i := range ahead {
+		jobs <- i
+	}
+
+	var err error
+	if gz {
+		_, err = w.Write(gzipHeader[:])
+	}
+	var crc, size uint32
+	for i := 0; i < n && err == nil; i++ {
+		p := <-slots[i%ahead]
+		if p.buf != nil && len(*p.buf) > 0 { // a part is skipped only after a failed write
+			_, err = w.Write(*p.buf)
 		}
-		if err != nil {
-			logger.Error("Writing /scores", "err", err)
-			return
+		p.release()
+		crc, size = crc32Combine(crc, p.crc, int64(p.n)), size+uint32(p.n)
+		if next := i + ahead; next < n && err == nil {
+			jobs <- next
 		}
-		err = store.WriteScores(gz)
-		if cerr := gz.Close(); err == nil {
-			err = cerr
+	}
+	if err != nil {
+		stop.Store(true)
+	}
+	close(jobs)
+	wg.Wait()
+	for _, slot := range slots {
+		select {
+		case p := <-slot: // formatted, or skipped, after the write that failed
+			p.release()
+		default:
 		}
-		if err != nil {
-			logger.Debug("Writing /scores", "err", err)
+	}
+	if err != nil || !gz {
+		return err
+	}
+	var trailer [10]byte
+	trailer[0], trailer[1] = 0x03, 0x00 // an empty final block with fixed codes: BFINAL, BTYPE 01, end of block
+	binary.LittleEndian.PutUint32(trailer[2:], crc)
+	binary.LittleEndian.PutUint32(trailer[6:], size) // the length mod 2^32
+	_, err = w.Write(trailer[:])
+	return err
+}
+
+// gzipHeader starts a gzip member (RFC 1952) as compress/gzip writes it at BestSpeed: DEFLATE,
+// no flags, no modification time, extra flags 4 (fastest), operating system unknown.
+var gzipHeader = [10]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255}
+
+// formatPart formats part i of sc and, when fw is set, deflates it into a segment that ends on a
+// byte boundary (a sync flush) without ending the stream. seg is the worker's own sink for fw.
+func formatPart(sc detector.Scrape, i int, fw *flate.Writer, seg *appendWriter) scoresPart {
+	buf := plainBuffers.Get().(*[]byte)
+	*buf = sc.AppendPart((*buf)[:0], i)
+	if fw == nil {
+		return scoresPart{buf: buf, pool: &plainBuffers}
+	}
+	p := scoresPart{buf: segmentBuffers.Get().(*[]byte), pool: &segmentBuffers, crc: crc32.ChecksumIEEE(*buf), n: len(*buf)}
+	seg.b = (*p.buf)[:0]
+	if p.n > 0 { // an empty part adds nothing to the stream, not even a flush
+		fw.Reset(seg)
+		// Writing to memory fails never: the errors are nil.
+		_, _ = fw.Write(*buf)
+		_ = fw.Flush()
+	}
+	*p.buf = seg.b
+	seg.b = nil
+	plainBuffers.Put(buf)
+	return p
+}
+
+// release returns the part's buffer to its pool.
+func (p *scoresPart) release() {
+	if p.buf != nil {
+		p.pool.Put(p.buf)
+	}
+}
+
+// appendWriter is an io.Writer that appends to a slice.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// crc32Combine returns the CRC-32 (IEEE) of a sequence A followed by B from crcA, the CRC of A,
+// crcB, the CRC of B, and lenB, the length of B (zlib's crc32_combine): the CRC of B's bytes
+// appended to A is crcA multiplied by x^(8 lenB) modulo the polynomial, plus crcB.
+func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
+	if lenB == 0 {
+		return crcA
+	}
+	// x^(8 lenB) = the product of x^(2^k) over the bits k set in 8 lenB.
+	p := uint32(1) << 31 // x^0, bits reflected as in crc32.IEEE
+	for k := 3; lenB > 0; k, lenB = k+1, lenB>>1 {
+		if lenB&1 != 0 {
+			p = crc32MulMod(crc32X2n[k&31], p)
 		}
-	})
+	}
+	return crc32MulMod(p, crcA) ^ crcB
+}
+
+// crc32X2n[k] is x^(2^k) modulo the CRC-32 polynomial. The order of x divides 2^32-1, so
+// x^(2^32) is x again: 32 entries cover every k, which wraps at 32.
+var crc32X2n = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	t[0] = p
+	for k := 1; k < len(t); k++ {
+		p = crc32MulMod(p, p)
+		t[k] = p
+	}
+	return t
+}()
+
+// crc32MulMod multiplies a and b modulo the CRC-32 polynomial, in its reflected representation.
+func crc32MulMod(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+			if a&(m-1) == 0 {
+				break
+			}
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ crc32.IEEE
+		} else {
+			b >>= 1
+		}
+	}
+	return p
 }
 
 func acceptsGzip(h string) bool {
