@@ -143,8 +143,10 @@ const scoresBufferSize = 64 << 10
 // WriteScores writes the output series of every live series in the Prometheus text format
 // (version 0.0.4), the parts of a Scrape in order on the calling goroutine: for callers that
 // want the exposition whole and have no cores to spare for it (tests, backfill, checkpoints).
+// The parts are cut finest, a shard each, so that it buffers no more than one shard's lines of
+// a family, or scoresBufferSize.
 func (s *Store) WriteScores(w io.Writer) error {
-	sc := s.Scrape(0)
+	sc := s.Scrape(1)
 	b := make([]byte, 0, scoresBufferSize)
 	for i := range sc.Parts() {
 		b = sc.AppendPart(b, i)
