@@ -1,6 +1,8 @@
 // Package detector keeps one baseline per received series and scores every sample against it:
 // the sharded series store, the per-series stream (counters to rates), and the exposition of the
-// scores. It knows nothing of HTTP or flags; the server feeds it batches and serves what it writes.
+// scores, cut into parts that the server formats on every core (a million series are over a
+// gigabyte of text). It knows nothing of HTTP or flags; the server feeds it batches and serves
+// what it writes.
 package detector
 
 import (
