@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/klauspost/compress/flate"
 
@@ -17,8 +16,8 @@ import (
 )
 
 // partsAheadPerWorker bounds the parts formatted (and compressed) ahead of the one being
-// written: enough that a worker rarely waits for the writer, few enough that a scrape holds a
-// few parts per core whatever the series count.
+// written: enough that a worker rarely waits for a slower part before it, few enough that a
+// scrape holds a few parts per core whatever the series count.
 const partsAheadPerWorker = 2
 
 // scoresHandler serves the store's output series in the text format, gzipped when the scraper
@@ -50,7 +49,7 @@ func (s *scoresServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// scoresPart is a formatted part on its way to the writer: the plain text, or its DEFLATE
+// scoresPart is a formatted part on its way to the response: the plain text, or its DEFLATE
 // segment with the CRC-32 and length of the plain text.
 type scoresPart struct {
 	buf  *[]byte
@@ -71,90 +70,124 @@ var (
 	}}
 )
 
-// write writes the exposition to w, plain or as one gzip member. Workers format the parts of
-// one Scrape, at most partsAheadPerWorker per worker ahead of the part being written; gzipped,
-// each worker deflates its part into a segment of its own, ended by a sync flush so that the
+// write writes the exposition to w, plain or as one gzip member. The workers (the calling
+// goroutine and GOMAXPROCS-1 more) each take the next part of one Scrape, format it and, when
+// it is the next to be written, write it and the parts after it that are ready: no goroutine
+// waits to be scheduled only to write, which beside busy ingestion can take longer than the
+// formatting. A worker takes no part more than partsAheadPerWorker per worker ahead of the part
+// to write, so a scrape holds a few parts per worker whatever the series count. Gzipped, each
+// worker deflates its part into a segment of its own, ended by a sync flush so that the
 // segments concatenate into one DEFLATE stream, which write closes with an empty final block.
 // The CRC-32 of each part is taken by the worker that formatted it, while the part is in its
-// cache, and the parts' CRCs are combined in order, so that the writer goroutine only writes
-// and the plain text goes back to the pool as soon as it is compressed. When a write fails (the
-// scraper went away), the workers format nothing more, and write returns once they are done.
+// cache, and the parts' CRCs are combined in order, so that the plain text goes back to the
+// pool as soon as it is compressed. When a write fails (the scraper went away), the workers
+// take no more parts, and write returns once they are done.
 func (s *scoresServer) write(w io.Writer, gz bool) error {
 	sc := s.store.Scrape(s.partSeries)
-	n := sc.Parts()
 	workers := s.workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	workers = min(workers, n)
-	ahead := min(n, partsAheadPerWorker*workers)
-	// Part i goes to slot i%ahead; it is handed out only once part i-ahead left that slot, so a
-	// worker never waits on a slot, nor the writer on jobs.
-	jobs := make(chan int, ahead)
-	slots := make([]chan scoresPart, ahead)
-	for i := range slots {
-		slots[i] = make(chan scoresPart, 1)
-	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			var fw *flate.Writer
-			var seg appendWriter
-			if gz {
-				fw = flateWriters.Get().(*flate.Writer)
-				defer flateWriters.Put(fw)
-			}
-			for i := range jobs {
-				var p scoresPart
-				if !stop.Load() {
-					p = formatPart(sc, i, fw, &seg)
-				}
-				slots[i%ahead] <- p
-			}
-		})
-	}
-	for i := range ahead {
-		jobs <- i
-	}
-
-	var err error
+	workers = min(workers, sc.Parts())
+	pw := &partWriter{w: w, sc: sc, n: sc.Parts(), ready: make([]scoresPart, min(sc.Parts(), partsAheadPerWorker*workers))}
+	pw.moved.L = &pw.mu
 	if gz {
-		_, err = w.Write(gzipHeader[:])
-	}
-	var crc, size uint32
-	for i := 0; i < n && err == nil; i++ {
-		p := <-slots[i%ahead]
-		if p.buf != nil && len(*p.buf) > 0 { // a part is skipped only after a failed write
-			_, err = w.Write(*p.buf)
-		}
-		p.release()
-		crc, size = crc32Combine(crc, p.crc, int64(p.n)), size+uint32(p.n)
-		if next := i + ahead; next < n && err == nil {
-			jobs <- next
+		if _, err := w.Write(gzipHeader[:]); err != nil {
+			return err
 		}
 	}
-	if err != nil {
-		stop.Store(true)
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(func() { pw.work(gz) })
 	}
-	close(jobs)
+	pw.work(gz)
 	wg.Wait()
-	for _, slot := range slots {
-		select {
-		case p := <-slot: // formatted, or skipped, after the write that failed
-			p.release()
-		default:
-		}
+	for i := range pw.ready { // parts formatted before a write failed, never written
+		pw.ready[i].release()
 	}
-	if err != nil || !gz {
-		return err
+	if pw.err != nil || !gz {
+		return pw.err
 	}
 	var trailer [10]byte
 	trailer[0], trailer[1] = 0x03, 0x00 // an empty final block with fixed codes: BFINAL, BTYPE 01, end of block
-	binary.LittleEndian.PutUint32(trailer[2:], crc)
-	binary.LittleEndian.PutUint32(trailer[6:], size) // the length mod 2^32
-	_, err = w.Write(trailer[:])
+	binary.LittleEndian.PutUint32(trailer[2:], pw.crc)
+	binary.LittleEndian.PutUint32(trailer[6:], pw.size) // the length mod 2^32
+	_, err := w.Write(trailer[:])
 	return err
+}
+
+// partWriter is what the workers of one response share.
+type partWriter struct {
+	w  io.Writer
+	sc detector.Scrape
+	n  int // parts
+
+	mu      sync.Mutex
+	moved   sync.Cond // next moved on, or err was set
+	taken   int       // parts taken by workers: [next, taken) are being formatted or ready
+	next    int       // the part to write next
+	writing bool      // a worker is writing
+	// ready holds part i at i%len(ready) from when it is formatted to when it is written
+	// (buf nil: not ready); a worker takes part i only when i < next+len(ready).
+	ready     []scoresPart
+	err       error
+	crc, size uint32 // of the plain text written
+}
+
+// work takes, formats and writes parts until none is left or a write failed.
+func (pw *partWriter) work(gz bool) {
+	var fw *flate.Writer
+	var seg appendWriter
+	if gz {
+		fw = flateWriters.Get().(*flate.Writer)
+		defer flateWriters.Put(fw)
+	}
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	for {
+		for pw.err == nil && pw.taken < pw.n && pw.taken >= pw.next+len(pw.ready) {
+			pw.moved.Wait()
+		}
+		if pw.err != nil || pw.taken == pw.n {
+			return
+		}
+		i := pw.taken
+		pw.taken++
+		pw.mu.Unlock()
+		p := formatPart(pw.sc, i, fw, &seg)
+		pw.mu.Lock()
+		pw.ready[i%len(pw.ready)] = p
+		pw.writeReady()
+	}
+}
+
+// writeReady writes the parts that are ready, in order from next, unless another worker is at
+// it (it will find them). It is called, and returns, with mu held.
+func (pw *partWriter) writeReady() {
+	if pw.writing {
+		return
+	}
+	pw.writing = true
+	for pw.err == nil {
+		slot := &pw.ready[pw.next%len(pw.ready)]
+		if slot.buf == nil {
+			break
+		}
+		p := *slot
+		*slot = scoresPart{}
+		pw.mu.Unlock()
+		var err error
+		if len(*p.buf) > 0 {
+			_, err = pw.w.Write(*p.buf)
+		}
+		p.release()
+		pw.mu.Lock()
+		pw.crc, pw.size = crc32Combine(pw.crc, p.crc, int64(p.n)), pw.size+uint32(p.n)
+		pw.next++
+		pw.err = err
+		pw.moved.Broadcast()
+	}
+	pw.writing = false
 }
 
 // gzipHeader starts a gzip member (RFC 1952) as compress/gzip writes it at BestSpeed: DEFLATE,
