@@ -83,44 +83,55 @@ var (
 // pool as soon as it is compressed. When a write fails (the scraper went away), the workers
 // take no more parts, and write returns once they are done.
 func (s *scoresServer) write(w io.Writer, gz bool) error {
-	sc := s.store.Scrape(s.partSeries)
-	workers := s.workers
+	return newPartWriter(w, s.store.Scrape(s.partSeries), s.workers, gz).run()
+}
+
+// newPartWriter prepares the response of one scrape on workers workers (GOMAXPROCS if 0).
+func newPartWriter(w io.Writer, sc detector.Scrape, workers int, gz bool) *partWriter {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, sc.Parts())
-	pw := &partWriter{w: w, sc: sc, n: sc.Parts(), ready: make([]scoresPart, min(sc.Parts(), partsAheadPerWorker*workers))}
+	pw := &partWriter{w: w, sc: sc, n: sc.Parts(), workers: workers, gz: gz,
+		ready: make([]scoresPart, min(sc.Parts(), partsAheadPerWorker*workers))}
 	pw.moved.L = &pw.mu
-	if gz {
-		if _, err := w.Write(gzipHeader[:]); err != nil {
+	return pw
+}
+
+// run writes the response.
+func (pw *partWriter) run() error {
+	if pw.gz {
+		if _, err := pw.w.Write(gzipHeader[:]); err != nil {
 			return err
 		}
 	}
 	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Go(func() { pw.work(gz) })
+	for range pw.workers - 1 {
+		wg.Go(pw.work)
 	}
-	pw.work(gz)
+	pw.work()
 	wg.Wait()
 	for i := range pw.ready { // parts formatted before a write failed, never written
 		pw.ready[i].release()
 	}
-	if pw.err != nil || !gz {
+	if pw.err != nil || !pw.gz {
 		return pw.err
 	}
 	var trailer [10]byte
 	trailer[0], trailer[1] = 0x03, 0x00 // an empty final block with fixed codes: BFINAL, BTYPE 01, end of block
 	binary.LittleEndian.PutUint32(trailer[2:], pw.crc)
 	binary.LittleEndian.PutUint32(trailer[6:], pw.size) // the length mod 2^32
-	_, err := w.Write(trailer[:])
+	_, err := pw.w.Write(trailer[:])
 	return err
 }
 
 // partWriter is what the workers of one response share.
 type partWriter struct {
-	w  io.Writer
-	sc detector.Scrape
-	n  int // parts
+	w       io.Writer
+	sc      detector.Scrape
+	n       int // parts
+	workers int
+	gz      bool
 
 	mu      sync.Mutex
 	moved   sync.Cond // next moved on, or err was set
@@ -135,10 +146,10 @@ type partWriter struct {
 }
 
 // work takes, formats and writes parts until none is left or a write failed.
-func (pw *partWriter) work(gz bool) {
+func (pw *partWriter) work() {
 	var fw *flate.Writer
 	var seg appendWriter
-	if gz {
+	if pw.gz {
 		fw = flateWriters.Get().(*flate.Writer)
 		defer flateWriters.Put(fw)
 	}

@@ -200,6 +200,60 @@ func TestScoresClientGone(t *testing.T) {
 	}
 }
 
+// blockingWriter is a client that reads nothing until released: its first Write blocks.
+type blockingWriter struct {
+	bytes.Buffer
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.entered)
+		<-w.release
+	})
+	return w.Buffer.Write(p)
+}
+
+// TestScoresBoundedAhead: while the client reads nothing, the workers other than the one
+// writing format parts up to partsAheadPerWorker per worker from the one being written, then
+// wait; released, the response is whole.
+func TestScoresBoundedAhead(t *testing.T) {
+	store := scoresStore(t, 5000)
+	var want bytes.Buffer
+	require.NoError(t, store.WriteScores(&want))
+	for _, workers := range []int{1, 2, 7} {
+		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
+			w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+			pw := newPartWriter(w, store.Scrape(50), workers, false)
+			require.Len(t, pw.ready, partsAheadPerWorker*workers)
+			require.Greater(t, pw.n, 2*len(pw.ready))
+			done := make(chan error, 1)
+			go func() { done <- pw.run() }()
+			<-w.entered
+			taken := func() int {
+				pw.mu.Lock()
+				defer pw.mu.Unlock()
+				require.Zero(t, pw.next, "the first part is still being written")
+				return pw.taken
+			}
+			bound := len(pw.ready)
+			if workers == 1 {
+				bound = 1 // the one worker is writing
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for taken() < bound && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // time to take more, if they would
+			require.Equal(t, bound, taken())
+			close(w.release)
+			require.NoError(t, <-done)
+			require.Equal(t, want.String(), w.String())
+		})
+	}
+}
+
 // TestScoresWhileAppending: gzipped scrapes, formatted on several workers, beside ingestion of
 // new samples and new series (go test -race checks the locking).
 func TestScoresWhileAppending(t *testing.T) {
