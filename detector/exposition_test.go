@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +210,42 @@ func TestScrapeWhileAppending(t *testing.T) {
 			require.GreaterOrEqual(t, len(mfs[f.name].GetMetric()), 2000, f.name)
 			require.LessOrEqual(t, len(mfs[f.name].GetMetric()), 3000, f.name)
 		}
+	}
+}
+
+// TestAppendValue checks the integer shortcut against strconv, at its edges.
+func TestAppendValue(t *testing.T) {
+	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1, 60, 999_999, -999_999, 1e6, -1e6, 1_234_567,
+		0.5, -0.25, 1e-7, 123456.5, 1e21, math.MaxInt64, math.MinInt64, math.NaN(), math.Inf(1), math.Inf(-1),
+		math.SmallestNonzeroFloat64, math.Nextafter(1e6, 0), math.Nextafter(1, 2)} {
+		require.Equal(t, strconv.FormatFloat(v, 'g', -1, 64), string(appendValue(nil, v)), "%v", v)
+	}
+}
+
+// TestAppendPlainLabels checks the word-copying label loop against the plain one, for strings
+// of every length around the word size and the one-byte length limit, first, last and alone,
+// and with what the buffer already holds kept.
+func TestAppendPlainLabels(t *testing.T) {
+	lengths := []int{0, 1, 7, 15, 16, 17, 31, 32, 33, 100, 254, 255, 300}
+	str := func(n int, c byte) string { return strings.Repeat(string(c), n) }
+	var sets [][]batch.Label
+	for _, n := range lengths {
+		for _, m := range lengths {
+			if n == 0 {
+				continue // names are not empty
+			}
+			sets = append(sets,
+				[]batch.Label{{Name: str(n, 'a'), Value: str(m, 'v')}},
+				[]batch.Label{{Name: "__name__", Value: str(m, 'm')}, {Name: str(n, 'b'), Value: str(m, 'w')}, {Name: "z", Value: "1"}},
+				[]batch.Label{{Name: "a", Value: "x"}, {Name: str(n, 'q'), Value: str(m, 'y')}},
+			)
+		}
+	}
+	for _, ls := range sets {
+		data := string(batch.AppendEncoded(nil, ls))
+		wantB, wantM := appendPlainLabelsSlow([]byte("prefix{"), data, "")
+		gotB, gotM := appendPlainLabels([]byte("prefix{"), data)
+		require.Equal(t, string(wantB), string(gotB))
+		require.Equal(t, wantM, gotM)
 	}
 }
