@@ -70,19 +70,22 @@ const DefaultPartSeries = 6000
 // Scrape is one exposition of the store's scores, cut into parts that can be formatted
 // concurrently and whose concatenation, in order, is the exposition: a scrape of a million
 // series is over a gigabyte of text, more than one core formats and compresses in the time a
-// scrape may take. A part is one family over a range of shards, the family's # HELP and # TYPE
-// lines at the start of its first part. The wall clock is read once, by Store.Scrape, so that
-// every part hides the same stale series. AppendPart may be called from several goroutines at
-// once, and in any order; each shard's lock is held only while its values are copied.
+// scrape may take. A part is one family over a run of entry slots, the shards' slots taken in
+// order, the family's # HELP and # TYPE lines at the start of its first part. The wall clock
+// and each shard's slot count are read once, by Store.Scrape, so that every part hides the same
+// stale series and the parts of a family neither overlap nor leave a gap (a series added since
+// waits for the next scrape). AppendPart may be called from several goroutines at once, and in
+// any order; each shard's lock is held only while its values are copied.
 type Scrape struct {
 	s           *Store
 	staleCutoff int64
-	ranges      int // shard ranges per family
+	ranges      int                   // parts per family
+	slots       int64                 // the shards' slot counts, summed
+	used        *[numShards + 1]int64 // used[k]: the slots of the shards before k
 }
 
 // Scrape starts an exposition whose parts hold about partSeries series each (DefaultPartSeries
-// if partSeries <= 0), judged from the number of series tracked now; a part is never less than
-// one shard's series.
+// if partSeries <= 0), judged from the number of series tracked now.
 func (s *Store) Scrape(partSeries int) Scrape {
 	if partSeries <= 0 {
 		partSeries = DefaultPartSeries
@@ -93,9 +96,16 @@ func (s *Store) Scrape(partSeries int) Scrape {
 	if rs.StaleAfter > 0 {
 		staleCutoff = now - int64(rs.StaleAfter.Seconds())
 	}
+	used := new([numShards + 1]int64)
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		used[k+1] = used[k] + int64(sh.used)
+		sh.mu.Unlock()
+	}
 	n := int(max(s.series.Load(), 0))
-	ranges := min(max((n+partSeries-1)/partSeries, 1), numShards)
-	return Scrape{s: s, staleCutoff: staleCutoff, ranges: ranges}
+	ranges := max((n+partSeries-1)/partSeries, 1)
+	return Scrape{s: s, staleCutoff: staleCutoff, ranges: ranges, slots: used[numShards], used: used}
 }
 
 // Parts is the number of parts of the exposition, never less than the number of families.
@@ -104,7 +114,7 @@ func (sc Scrape) Parts() int { return len(families) * sc.ranges }
 // AppendPart appends part i (0 <= i < Parts()) of the exposition to dst and returns the result.
 func (sc Scrape) AppendPart(dst []byte, i int) []byte {
 	f := &families[i/sc.ranges]
-	r := i % sc.ranges
+	r := int64(i % sc.ranges)
 	if r == 0 {
 		dst = append(dst, "# HELP "...)
 		dst = append(dst, f.name...)
@@ -115,10 +125,16 @@ func (sc Scrape) AppendPart(dst []byte, i int) []byte {
 		dst = append(dst, " gauge\n"...)
 	}
 	sp := snapPool.Get().(*[]snap)
-	snaps, used := (*sp)[:0], 0
-	for k := r * numShards / sc.ranges; k < (r+1)*numShards/sc.ranges; k++ {
-		snaps = sc.s.shards[k].snapshot(snaps[:0], f.value, sc.staleCutoff)
-		used = max(used, len(snaps))
+	snaps, most := (*sp)[:0], 0
+	lo, hi := r*sc.slots/int64(sc.ranges), (r+1)*sc.slots/int64(sc.ranges)
+	for k := range numShards {
+		from, to := max(lo, sc.used[k]), min(hi, sc.used[k+1])
+		if from >= to {
+			continue
+		}
+		base := sc.used[k]
+		snaps = sc.s.shards[k].snapshot(snaps[:0], int32(from-base), int32(to-base), f.value, sc.staleCutoff)
+		most = max(most, len(snaps))
 		for j := range snaps {
 			// The labels are all over the heap: load those of a series a few lines ahead.
 			if j+labelsAheadScrape < len(snaps) {
@@ -128,8 +144,8 @@ func (sc Scrape) AppendPart(dst []byte, i int) []byte {
 		}
 	}
 	// The pool must not keep alive the labels of series the store has forgotten (what lies
-	// beyond used was cleared by the call that wrote it).
-	clear(snaps[:used])
+	// beyond most was cleared by the call that wrote it).
+	clear(snaps[:most])
 	*sp = snaps[:0]
 	snapPool.Put(sp)
 	return dst
@@ -139,6 +155,9 @@ func (sc Scrape) AppendPart(dst []byte, i int) []byte {
 // allocates one per goroutine formatting parts rather than one per part.
 var snapPool = sync.Pool{New: func() any { return new([]snap) }}
 
+// writeScoresPartSeries is the series per part of WriteScores's scrape: some 50 KiB of text.
+const writeScoresPartSeries = 256
+
 // scoresBufferSize is how much of the exposition WriteScores formats before it writes it out,
 // unless a part is larger.
 const scoresBufferSize = 64 << 10
@@ -146,10 +165,10 @@ const scoresBufferSize = 64 << 10
 // WriteScores writes the output series of every live series in the Prometheus text format
 // (version 0.0.4), the parts of a Scrape in order on the calling goroutine: for callers that
 // want the exposition whole and have no cores to spare for it (tests, backfill, checkpoints).
-// The parts are cut finest, a shard each, so that it buffers no more than one shard's lines of
-// a family, or scoresBufferSize.
+// The parts are small (writeScoresPartSeries), so that it buffers little more than
+// scoresBufferSize.
 func (s *Store) WriteScores(w io.Writer) error {
-	sc := s.Scrape(1)
+	sc := s.Scrape(writeScoresPartSeries)
 	b := make([]byte, 0, scoresBufferSize)
 	for i := range sc.Parts() {
 		b = sc.AppendPart(b, i)
@@ -164,11 +183,12 @@ func (s *Store) WriteScores(w io.Writer) error {
 	return err
 }
 
-func (sh *shard) snapshot(dst []snap, value func(*model.Result, float64) float64, staleCutoff int64) []snap {
+// snapshot copies the values of the live series in slots [from, to) of sh.
+func (sh *shard) snapshot(dst []snap, from, to int32, value func(*model.Result, float64) float64, staleCutoff int64) []snap {
 	const want = flagInUse | flagLive | flagHasResult
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	for i := int32(0); i < sh.used; i++ {
+	for i := from; i < min(to, sh.used); i++ {
 		e := sh.at(i)
 		if e.flags&want != want || int64(e.lastSeen) < staleCutoff {
 			continue
