@@ -213,21 +213,7 @@ func appendSeriesLine(b []byte, name string, sn *snap) []byte {
 	case plain:
 		b, metric = appendPlainLabels(b, labelsData(sn.labels, nil))
 	case stringLabels:
-		// The rules of rangeOutputLabels, over the labels' encoding without a call per label.
-		data := labelsData(sn.labels, nil)
-		for i := 0; i < len(data); {
-			var ln, v string
-			ln, i = decodeLabelString(data, i)
-			v, i = decodeLabelString(data, i)
-			if ln == prommodel.MetricNameLabel {
-				metric = v
-				continue
-			}
-			if ln == MetricLabel || hasPrefixExported(ln) {
-				ln = exportedName(ln)
-			}
-			b = appendLabel(b, ln, v, odd)
-		}
+		b, metric = appendEncodedLabels(b, labelsData(sn.labels, nil), "", odd)
 	default:
 		metric = rangeOutputLabels(sn.labels, func(ln, v string) { b = appendLabel(b, ln, v, odd) })
 	}
@@ -275,12 +261,12 @@ func appendPlainLabels(b []byte, data string) ([]byte, string) {
 		nl := int(data[i])
 		if nl == 255 {
 			// A name of 255 bytes or more: the general loop, from this label on.
-			return appendPlainLabelsSlow(b[:len(b)+o], data[i:], metric)
+			return appendEncodedLabels(b[:len(b)+o], data[i:], metric, false)
 		}
 		ni := i + 1
 		vl := int(data[ni+nl])
 		if vl == 255 {
-			return appendPlainLabelsSlow(b[:len(b)+o], data[i:], metric)
+			return appendEncodedLabels(b[:len(b)+o], data[i:], metric, false)
 		}
 		vi := ni + nl + 1
 		i = vi + vl
@@ -316,8 +302,10 @@ func copyString(dst, src unsafe.Pointer, n int, words bool) {
 	}
 }
 
-// appendPlainLabelsSlow is appendPlainLabels for labels with long strings.
-func appendPlainLabelsSlow(b []byte, data, metric string) ([]byte, string) {
+// appendEncodedLabels writes the labels of the encoding data by the rules of
+// rangeOutputLabels, without a call per label, and returns the value of __name__ (metric if
+// data has none). For plain labels it writes what appendPlainLabels does.
+func appendEncodedLabels(b []byte, data, metric string, odd bool) ([]byte, string) {
 	for i := 0; i < len(data); {
 		var ln, v string
 		ln, i = decodeLabelString(data, i)
@@ -326,10 +314,10 @@ func appendPlainLabelsSlow(b []byte, data, metric string) ([]byte, string) {
 			metric = v
 			continue
 		}
-		b = append(b, ln...)
-		b = append(b, `="`...)
-		b = append(b, v...)
-		b = append(b, `",`...)
+		if ln == MetricLabel || hasPrefixExported(ln) {
+			ln = exportedName(ln)
+		}
+		b = appendLabel(b, ln, v, odd)
 	}
 	return b, metric
 }

@@ -238,7 +238,7 @@ func TestAppendValue(t *testing.T) {
 	}
 }
 
-// TestAppendPlainLabels checks the word-copying label loop against the plain one, for strings
+// TestAppendPlainLabels checks the word-copying label loop against the general one, for strings
 // of every length around the word size and the one-byte length limit, first, last and alone,
 // and with what the buffer already holds kept.
 func TestAppendPlainLabels(t *testing.T) {
@@ -259,7 +259,7 @@ func TestAppendPlainLabels(t *testing.T) {
 	}
 	for _, ls := range sets {
 		data := string(batch.AppendEncoded(nil, ls))
-		wantB, wantM := appendPlainLabelsSlow([]byte("prefix{"), data, "")
+		wantB, wantM := appendEncodedLabels([]byte("prefix{"), data, "", false)
 		gotB, gotM := appendPlainLabels([]byte("prefix{"), data)
 		require.Equal(t, string(wantB), string(gotB))
 		require.Equal(t, wantM, gotM)
