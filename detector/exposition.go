@@ -80,8 +80,7 @@ type Scrape struct {
 	s           *Store
 	staleCutoff int64
 	ranges      int                   // parts per family
-	slots       int64                 // the shards' slot counts, summed
-	used        *[numShards + 1]int64 // used[k]: the slots of the shards before k
+	start       *[numShards + 1]int64 // start[k]: the slots of the shards before k; start[numShards]: all
 }
 
 // Scrape starts an exposition whose parts hold about partSeries series each (DefaultPartSeries
@@ -96,16 +95,16 @@ func (s *Store) Scrape(partSeries int) Scrape {
 	if rs.StaleAfter > 0 {
 		staleCutoff = now - int64(rs.StaleAfter.Seconds())
 	}
-	used := new([numShards + 1]int64)
+	start := new([numShards + 1]int64)
 	for k := range s.shards {
 		sh := &s.shards[k]
 		sh.mu.Lock()
-		used[k+1] = used[k] + int64(sh.used)
+		start[k+1] = start[k] + int64(sh.used)
 		sh.mu.Unlock()
 	}
 	n := int(max(s.series.Load(), 0))
 	ranges := max((n+partSeries-1)/partSeries, 1)
-	return Scrape{s: s, staleCutoff: staleCutoff, ranges: ranges, slots: used[numShards], used: used}
+	return Scrape{s: s, staleCutoff: staleCutoff, ranges: ranges, start: start}
 }
 
 // Parts is the number of parts of the exposition, never less than the number of families.
@@ -126,13 +125,14 @@ func (sc Scrape) AppendPart(dst []byte, i int) []byte {
 	}
 	sp := snapPool.Get().(*[]snap)
 	snaps, most := (*sp)[:0], 0
-	lo, hi := r*sc.slots/int64(sc.ranges), (r+1)*sc.slots/int64(sc.ranges)
+	slots := sc.start[numShards]
+	lo, hi := r*slots/int64(sc.ranges), (r+1)*slots/int64(sc.ranges)
 	for k := range numShards {
-		from, to := max(lo, sc.used[k]), min(hi, sc.used[k+1])
+		from, to := max(lo, sc.start[k]), min(hi, sc.start[k+1])
 		if from >= to {
 			continue
 		}
-		base := sc.used[k]
+		base := sc.start[k]
 		snaps = sc.s.shards[k].snapshot(snaps[:0], int32(from-base), int32(to-base), f.value, sc.staleCutoff)
 		most = max(most, len(snaps))
 		for j := range snaps {
@@ -247,7 +247,7 @@ const wordSlack = 16
 // appendPlainLabels writes `name="value",` for each label of the encoding data but __name__,
 // whose value it returns. The labels are plain (no escaping or renaming): a line is a few
 // dozen short strings, and copying each with 16-byte loads and stores, rather than a call of
-// memmove behind a bounds-checked append, more than halves what formatting a line costs. The
+// memmove behind a bounds-checked append, takes a fifth off what formatting them costs. The
 // room is made once: the line grows by at most the size of data (each label's two length
 // bytes become `=""` and `,`), plus wordSlack for the last word's overrun. A string is read a
 // word at a time only where the word lies inside data; the last ones go byte by byte.

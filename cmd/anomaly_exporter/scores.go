@@ -92,7 +92,7 @@ func newPartWriter(w io.Writer, sc detector.Scrape, workers int, gz bool) *partW
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, sc.Parts())
-	pw := &partWriter{w: w, sc: sc, n: sc.Parts(), workers: workers, gz: gz,
+	pw := &partWriter{w: w, sc: sc, workers: workers, gz: gz,
 		ready: make([]scoresPart, min(sc.Parts(), partsAheadPerWorker*workers))}
 	pw.moved.L = &pw.mu
 	return pw
@@ -129,7 +129,6 @@ func (pw *partWriter) run() error {
 type partWriter struct {
 	w       io.Writer
 	sc      detector.Scrape
-	n       int // parts
 	workers int
 	gz      bool
 
@@ -156,10 +155,10 @@ func (pw *partWriter) work() {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	for {
-		for pw.err == nil && pw.taken < pw.n && pw.taken >= pw.next+len(pw.ready) {
+		for pw.err == nil && pw.taken < pw.sc.Parts() && pw.taken >= pw.next+len(pw.ready) {
 			pw.moved.Wait()
 		}
-		if pw.err != nil || pw.taken == pw.n {
+		if pw.err != nil || pw.taken == pw.sc.Parts() {
 			return
 		}
 		i := pw.taken

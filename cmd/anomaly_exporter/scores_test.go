@@ -227,7 +227,7 @@ func TestScoresBoundedAhead(t *testing.T) {
 			w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
 			pw := newPartWriter(w, store.Scrape(50), workers, false)
 			require.Len(t, pw.ready, partsAheadPerWorker*workers)
-			require.Greater(t, pw.n, 2*len(pw.ready))
+			require.Greater(t, pw.sc.Parts(), 2*len(pw.ready))
 			done := make(chan error, 1)
 			go func() { done <- pw.run() }()
 			<-w.entered
