@@ -570,10 +570,11 @@ func (s *Store) merge(staged *[numShards]shard) int {
 					continue
 				}
 				ls := toBatchLabels(e.labels)
-				if sh.lookup(e.hash, ls) != nil {
+				h := hashLabels(ls)
+				if sh.lookup(h, ls) != nil {
 					continue
 				}
-				*sh.insert(e.hash, ls) = *e
+				*sh.insert(h, ls) = *e
 				added++
 			}
 		}

@@ -66,7 +66,8 @@ func (p *Point) Value(i int) float64 {
 	return families[i].value(&p.res, p.observed)
 }
 
-// Hash is a hash of the input series' labels: the same for every point of a series.
+// Hash is a hash of the input series' labels: the same for every point of a series in this
+// process (not across restarts).
 func (p *Point) Hash() uint64 { return p.hash }
 
 // AppendLabels appends the labels of the point's output series, less __name__ (the family name),
@@ -110,7 +111,7 @@ var pointPool = sync.Pool{New: func() any { return new([]Point) }}
 func (st *appendStats) emit(e *entry, t int64, stale bool) {
 	*st.points = append(*st.points, Point{
 		T: t, Stale: stale, odd: e.flags&flagOddNames != 0,
-		labels: e.labels, hash: e.hash, observed: e.observed(), res: e.res,
+		labels: e.labels, hash: e.check, observed: e.observed(), res: e.res,
 	})
 }
 

@@ -109,8 +109,10 @@ const (
 // entry is one series. The fields read for every sample come first, the model last, so that
 // scoring a sample reads the entry's first lines and the model's hour buckets for its time.
 type entry struct {
-	labels   labels.Labels
-	hash     uint64
+	labels labels.Labels
+	// check is checkData of the labels: with the index tag and the shard, the series' identity
+	// (see labels.go).
+	check    uint64
 	fp       uint32 // fingerprint of the settings the model was learned with (fpKey)
 	gen      uint32
 	lastSeen uint32 // wall-clock unix seconds of the last sample received
@@ -167,17 +169,17 @@ func (sh *shard) at(i int32) *entry {
 // lookup finds the series with hash h and labels ls.
 func (sh *shard) lookup(h uint64, ls []batch.Label) *entry {
 	var buf [512]byte
-	return sh.lookupData(h, batch.AppendEncoded(buf[:0], ls))
+	return sh.lookupCheck(h, checkData(batch.AppendEncoded(buf[:0], ls)))
 }
 
-// lookupData finds the series with hash h and labels encoded as enc.
-func (sh *shard) lookupData(h uint64, enc []byte) *entry {
-	for c := sh.index.find(h); ; {
-		i := c.next()
+// lookupCheck finds the series with hash h and check c (checkData).
+func (sh *shard) lookupCheck(h, c uint64) *entry {
+	for cur := sh.index.find(h); ; {
+		i := cur.next()
 		if i < 0 {
 			return nil
 		}
-		if e := sh.at(i); e.hash == h && labelsData(e.labels, nil) == string(enc) {
+		if e := sh.at(i); e.check == c {
 			return e
 		}
 	}
@@ -186,11 +188,13 @@ func (sh *shard) lookupData(h uint64, enc []byte) *entry {
 // insert copies the labels (they alias the request buffer) into a new entry.
 func (sh *shard) insert(h uint64, ls []batch.Label) *entry {
 	var buf [512]byte
-	return sh.insertData(h, batch.AppendEncoded(buf[:0], ls), ls)
+	enc := batch.AppendEncoded(buf[:0], ls)
+	return sh.insertData(h, checkData(enc), enc, ls)
 }
 
-// insertData adds the series with hash h, labels ls and their encoding enc, copying enc.
-func (sh *shard) insertData(h uint64, enc []byte, ls []batch.Label) *entry {
+// insertData adds the series with hash h, check c, labels ls and their encoding enc, copying
+// enc.
+func (sh *shard) insertData(h, c uint64, enc []byte, ls []batch.Label) *entry {
 	var i int32
 	if n := len(sh.free); n > 0 {
 		i = sh.free[n-1]
@@ -212,7 +216,7 @@ func (sh *shard) insertData(h uint64, enc []byte, ls []batch.Label) *entry {
 		}
 	}
 	e := sh.at(i)
-	*e = entry{labels: labelsFromData(enc, ls), hash: h, flags: flagInUse | flagLive}
+	*e = entry{labels: labelsFromData(enc, ls), check: c, flags: flagInUse | flagLive}
 	switch {
 	case odd:
 		e.flags |= flagOddNames
@@ -223,17 +227,17 @@ func (sh *shard) insertData(h uint64, enc []byte, ls []batch.Label) *entry {
 	return e
 }
 
-// remove drops entry i from the index and frees its slot.
-func (sh *shard) remove(i int32) {
+// remove drops entry i, whose series has hash h, from the index and frees its slot.
+func (sh *shard) remove(i int32, h uint64) {
 	e := sh.at(i)
-	sh.index.delete(e.hash, i)
+	sh.index.delete(h, i)
 	*e = entry{}
 	sh.free = append(sh.free, i)
 }
 
-// indexOf returns the slot of e, -1 if it is not in the index.
-func (sh *shard) indexOf(e *entry) int32 {
-	for c := sh.index.find(e.hash); ; {
+// indexOf returns the slot of e, whose series has hash h, -1 if it is not in the index.
+func (sh *shard) indexOf(e *entry, h uint64) int32 {
+	for c := sh.index.find(h); ; {
 		i := c.next()
 		if i < 0 || sh.at(i) == e {
 			return i
@@ -341,7 +345,8 @@ type appendScratch struct {
 
 // appendItem is one series of the batch with samples to score.
 type appendItem struct {
-	hash     uint64
+	hash     uint64 // hashData of the labels
+	check    uint64 // checkData of the labels
 	ser      *batch.Series
 	samples  []batch.Sample // ser's samples within the window: all of them, usually
 	off, end int32          // its labels' encoding: enc[off:end], or ser.LabelsData when off < 0
@@ -400,13 +405,14 @@ func (s *Store) Append(b *batch.Batch) error {
 			sc.kept = append(sc.kept, kept...)
 			samples = sc.kept[n:len(sc.kept):len(sc.kept)]
 		}
-		if ser.LabelsData != nil {
-			sc.items = append(sc.items, appendItem{hash: hashData(ser.LabelsData), ser: ser, samples: samples, off: -1})
+		if enc := ser.LabelsData; enc != nil {
+			sc.items = append(sc.items, appendItem{hash: hashData(enc), check: checkData(enc), ser: ser, samples: samples, off: -1})
 			continue
 		}
 		off := len(sc.enc)
 		sc.enc = batch.AppendEncoded(sc.enc, ser.Labels)
-		sc.items = append(sc.items, appendItem{hash: hashData(sc.enc[off:]), ser: ser, samples: samples, off: int32(off), end: int32(len(sc.enc))})
+		enc := sc.enc[off:]
+		sc.items = append(sc.items, appendItem{hash: hashData(enc), check: checkData(enc), ser: ser, samples: samples, off: int32(off), end: int32(len(sc.enc))})
 	}
 	sc.sortByShard()
 	// Concurrent Appends start at different shards, so that they do not queue behind each other
@@ -474,10 +480,9 @@ func (sc *appendScratch) sortByShard() {
 //
 // With a hundred thousand series and more, the store is far larger than the CPU caches, and
 // waiting for memory, not the arithmetic, would be most of the cost: each series' index slot,
-// entry, model and labels are cache misses, a few hundred nanoseconds if taken one after another.
-// So the index slots of the whole group are prefetched, then its entries and models, and the
-// labels of the series two ahead of the one being scored: the CPU loads them all at once, while
-// it works.
+// entry and model are cache misses, a few hundred nanoseconds if taken one after another. So the
+// index slots of the whole group are prefetched, then its entries and models: the CPU loads them
+// all at once, while it works. The stored labels are not read (see labels.go).
 func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []int32, now uint32, st *appendStats) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -490,17 +495,7 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 			prefetchEntry(sh.at(it.head), it.samples[0].T)
 		}
 	}
-	for _, k := range group[:min(labelsAhead, len(group))] {
-		if i := sc.items[k].head; i >= 0 {
-			prefetchLabels(sh.at(i))
-		}
-	}
-	for n, j := range group {
-		if n+labelsAhead < len(group) {
-			if i := sc.items[group[n+labelsAhead]].head; i >= 0 {
-				prefetchLabels(sh.at(i))
-			}
-		}
+	for _, j := range group {
 		it := &sc.items[j]
 		ser := it.ser
 		if len(it.samples) != len(ser.Samples) {
@@ -512,13 +507,9 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 		if it.off >= 0 {
 			enc = sc.enc[it.off:it.end]
 		}
-		s.appendSeries(rs, sh, it.hash, it.head, enc, ser, now, st)
+		s.appendSeries(rs, sh, it.hash, it.check, it.head, enc, ser, now, st)
 	}
 }
-
-// labelsAhead is how many series ahead of the one being scored appendShard prefetches labels:
-// their address is in the entry, which must have arrived first.
-const labelsAhead = 4
 
 // prefetchEntry prefetches what scoring a sample at t reads of e: its fields up to the model,
 // the model's head and its hour buckets for t. It takes the buckets' offsets from t alone
@@ -537,9 +528,6 @@ func prefetchEntry(e *entry, t int64) {
 	prefetch(p+model0+b, model.BucketSize)
 }
 
-// prefetchLabels prefetches the labels of e, which are compared with the request's.
-func prefetchLabels(e *entry) { prefetchLabelsOf(e.labels) }
-
 // prefetchLabelsOf prefetches the string of ls (stringlabels builds only).
 func prefetchLabelsOf(ls labels.Labels) {
 	if d := labelsData(ls, nil); stringLabels && len(d) > 0 {
@@ -548,20 +536,20 @@ func prefetchLabelsOf(ls labels.Labels) {
 }
 
 // appendSeries scores the samples of one series, whose shard sh is locked; enc is the encoding
-// of its labels, h its hash and head the first entry with its hash's tag that appendShard
+// of its labels, h and check its hashes (hashData, checkData) and head the first entry with its hash's tag that appendShard
 // looked up before scoring the group (-1 if none): usually the series itself, which then needs
 // no second probe of the index.
-func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc []byte, ser *batch.Series, now uint32, st *appendStats) {
+func (s *Store) appendSeries(rs *ruleSet, sh *shard, h, check uint64, head int32, enc []byte, ser *batch.Series, now uint32, st *appendStats) {
 	var e *entry
 	if head >= 0 {
-		if c := sh.at(head); c.hash == h && labelsData(c.labels, nil) == string(enc) {
+		if c := sh.at(head); c.check == check {
 			e = c
 		}
 	}
 	if e == nil {
 		// A new series, another with the same tag, or one that an earlier series of this
 		// request (the same series twice) inserted after the look-ahead: the full lookup.
-		e = sh.lookupData(h, enc)
+		e = sh.lookupCheck(h, check)
 	}
 	switch {
 	case e == nil:
@@ -579,7 +567,7 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc [
 			st.overLimit += len(ser.Samples)
 			return
 		}
-		e = sh.insertData(h, enc, ls)
+		e = sh.insertData(h, check, enc, ls)
 		s.series.Add(1)
 		st.created++
 		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fpKey(rs.fingerprints[rule])
@@ -592,7 +580,7 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h uint64, head int32, enc [
 	case e.gen != rs.gen:
 		rule, ok := rs.Rules.Match(st.labelsOf(ser))
 		if !ok {
-			sh.remove(sh.indexOf(e))
+			sh.remove(sh.indexOf(e, h), h)
 			s.series.Add(-1)
 			st.dropped++
 			st.noRule += len(ser.Samples)
@@ -663,7 +651,7 @@ func (s *Store) Expire() int {
 		for i := int32(0); i < sh.used; i++ {
 			e := sh.at(i)
 			if e.flags&flagInUse != 0 && int64(e.lastSeen) < cutoff {
-				sh.remove(i)
+				sh.remove(i, e.hash())
 				n++
 			}
 		}

@@ -165,6 +165,11 @@ func TestStoreStaleAndExpiry(t *testing.T) {
 	require.Equal(t, 1, s.Expire())
 	require.Equal(t, 0, s.Len())
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.expired))
+	// Expiry finds the series' index slot from its labels (the entry keeps no xxhash): none
+	// is left behind.
+	for k := range s.shards {
+		require.Zero(t, s.shards[k].index.len(), "shard %d", k)
+	}
 }
 
 func TestStoreCounters(t *testing.T) {
@@ -256,15 +261,15 @@ func TestShardHashCollisions(t *testing.T) {
 	}
 	require.Nil(t, sh.lookup(42, mk("d")))
 	// Removing the middle and the head keeps the rest reachable, and slots are reused.
-	sh.remove(sh.indexOf(sh.lookup(42, mk("b"))))
+	sh.remove(sh.indexOf(sh.lookup(42, mk("b")), 42), 42)
 	require.Nil(t, sh.lookup(42, mk("b")))
-	sh.remove(sh.indexOf(sh.lookup(42, mk("c"))))
+	sh.remove(sh.indexOf(sh.lookup(42, mk("c")), 42), 42)
 	require.NotNil(t, sh.lookup(42, mk("a")))
 	sh.insert(42, mk("e"))
 	require.EqualValues(t, 3, sh.used, "freed slots are reused")
 	require.NotNil(t, sh.lookup(42, mk("e")))
-	sh.remove(sh.indexOf(sh.lookup(42, mk("a"))))
-	sh.remove(sh.indexOf(sh.lookup(42, mk("e"))))
+	sh.remove(sh.indexOf(sh.lookup(42, mk("a")), 42), 42)
+	sh.remove(sh.indexOf(sh.lookup(42, mk("e")), 42), 42)
 	require.Zero(t, sh.index.len())
 }
 
