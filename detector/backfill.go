@@ -54,12 +54,12 @@ func (s *Store) requestBackfill(e *entry) {
 // them, and reports whether it did. The backfill reads the same samples from history: those it
 // does not cover arrive later than its end, and those it covers are older than the model's last
 // sample when it is installed, and skipped as out of order.
-func holdBackfilling(e *entry, ser *batch.Series, st *appendStats) bool {
+func holdBackfilling(e *entry, samples []batch.Sample, st *appendStats) bool {
 	if e.flags&flagBackfilling == 0 {
 		return false
 	}
-	st.backfilling += len(ser.Samples)
-	for _, smp := range ser.Samples {
+	st.backfilling += len(samples)
+	for _, smp := range samples {
 		if value.IsStaleNaN(smp.V) {
 			e.flags &^= flagLive
 		} else {

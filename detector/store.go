@@ -496,19 +496,16 @@ func (s *Store) appendShard(rs *ruleSet, sh *shard, sc *appendScratch, group []i
 		}
 	}
 	for _, j := range group {
-		it := &sc.items[j]
-		ser := it.ser
-		if len(it.samples) != len(ser.Samples) {
-			kept := *ser
-			kept.Samples = it.samples
-			ser = &kept
-		}
-		enc := it.ser.LabelsData
-		if it.off >= 0 {
-			enc = sc.enc[it.off:it.end]
-		}
-		s.appendSeries(rs, sh, it.hash, it.check, it.head, enc, ser, now, st)
+		s.appendSeries(rs, sh, sc, &sc.items[j], now, st)
 	}
+}
+
+// labelsData is the encoding of the item's labels.
+func (it *appendItem) labelsData(sc *appendScratch) []byte {
+	if it.off >= 0 {
+		return sc.enc[it.off:it.end]
+	}
+	return it.ser.LabelsData
 }
 
 // prefetchEntry prefetches what scoring a sample at t reads of e: its fields up to the model,
@@ -535,14 +532,17 @@ func prefetchLabelsOf(ls labels.Labels) {
 	}
 }
 
-// appendSeries scores the samples of one series, whose shard sh is locked; enc is the encoding
-// of its labels, h and check its hashes (hashData, checkData) and head the first entry with its hash's tag that appendShard
-// looked up before scoring the group (-1 if none): usually the series itself, which then needs
-// no second probe of the index.
-func (s *Store) appendSeries(rs *ruleSet, sh *shard, h, check uint64, head int32, enc []byte, ser *batch.Series, now uint32, st *appendStats) {
+// appendSeries scores the samples of item it, whose shard sh is locked. it.head is the first
+// entry with its hash's tag, looked up by appendShard before it scored the group (-1 if none):
+// usually the series itself, which then needs no second probe of the index. The batch's series
+// (it.ser: its labels, type and encoding) is read only for a series the store has not seen or
+// must match against the rules again: a known series needs its hashes and samples only, which
+// the item holds.
+func (s *Store) appendSeries(rs *ruleSet, sh *shard, sc *appendScratch, it *appendItem, now uint32, st *appendStats) {
+	h, check, samples := it.hash, it.check, it.samples
 	var e *entry
-	if head >= 0 {
-		if c := sh.at(head); c.check == check {
+	if it.head >= 0 {
+		if c := sh.at(it.head); c.check == check {
 			e = c
 		}
 	}
@@ -553,37 +553,37 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h, check uint64, head int32
 	}
 	switch {
 	case e == nil:
-		ls := st.labelsOf(ser)
+		ls := st.labelsOf(it.ser)
 		if isOwnOutput(ls) {
-			st.ownOutput += len(ser.Samples)
+			st.ownOutput += len(samples)
 			return
 		}
 		rule, ok := rs.Rules.Match(ls)
 		if !ok {
-			st.noRule += len(ser.Samples)
+			st.noRule += len(samples)
 			return
 		}
 		if rs.MaxSeries > 0 && s.series.Load() >= int64(rs.MaxSeries) {
-			st.overLimit += len(ser.Samples)
+			st.overLimit += len(samples)
 			return
 		}
-		e = sh.insertData(h, check, enc, ls)
+		e = sh.insertData(h, check, it.labelsData(sc), ls)
 		s.series.Add(1)
 		st.created++
 		e.rule, e.gen, e.fp = uint16(rule), rs.gen, fpKey(rs.fingerprints[rule])
-		name, typ := metricName(ls), ser.Type
+		name, typ := metricName(ls), it.ser.Type
 		if typ == batch.Unknown {
 			typ = s.families.typeOf(name)
 		}
 		e.stream.Counter = IsCounter(typ, name)
 		s.requestBackfill(e)
 	case e.gen != rs.gen:
-		rule, ok := rs.Rules.Match(st.labelsOf(ser))
+		rule, ok := rs.Rules.Match(st.labelsOf(it.ser))
 		if !ok {
 			sh.remove(sh.indexOf(e, h), h)
 			s.series.Add(-1)
 			st.dropped++
-			st.noRule += len(ser.Samples)
+			st.noRule += len(samples)
 			return
 		}
 		if fp := fpKey(rs.fingerprints[rule]); fp != e.fp {
@@ -596,10 +596,10 @@ func (s *Store) appendSeries(rs *ruleSet, sh *shard, h, check uint64, head int32
 	}
 	set := &rs.Settings[e.rule]
 	e.lastSeen = now
-	if holdBackfilling(e, ser, st) {
+	if holdBackfilling(e, samples, st) {
 		return
 	}
-	for _, smp := range ser.Samples {
+	for _, smp := range samples {
 		r, o := e.stream.PushAt(st.instantOf(smp.T), smp.V, set)
 		st.outcomes[o]++
 		switch o {
