@@ -60,6 +60,16 @@ type snap struct {
 // labels.
 const labelsAheadScrape = 8
 
+// prefetchLabelsOf prefetches the string of ls (stringlabels builds only).
+func prefetchLabelsOf(ls labels.Labels) {
+	if !stringLabels {
+		return // the labels are not one string: nothing to prefetch in one go
+	}
+	if d := labelsData(ls, nil); len(d) > 0 {
+		prefetch(uintptr(unsafe.Pointer(unsafe.StringData(d))), uintptr(len(d)))
+	}
+}
+
 // DefaultPartSeries is the number of series a part of a Scrape aims at when its caller names
 // none: about 180 KiB of exposition per thousand series, so a part is about 1 MiB, large enough
 // that its fixed costs (a compressor's reset, a hand-off between goroutines) are lost in it and

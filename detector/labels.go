@@ -26,8 +26,8 @@ import (
 
 // stringLabels is true when labels.Labels is one string holding the encoding above, which
 // init checks on a sample; otherwise (a build with the slicelabels or dedupelabels tag) the
-// stored labels are encoded afresh where the encoding is needed (the exposition, expiry),
-// correct but slower.
+// stored labels are encoded afresh where the encoding is needed (expiry), and the exposition
+// writes them label by label: correct but slower.
 var stringLabels = func() bool {
 	ls := labels.FromStrings("__name__", "up", "a", string(make([]byte, 300)))
 	return unsafe.Sizeof(ls) == unsafe.Sizeof("") &&

@@ -525,13 +525,6 @@ func prefetchEntry(e *entry, t int64) {
 	prefetch(p+model0+b, model.BucketSize)
 }
 
-// prefetchLabelsOf prefetches the string of ls (stringlabels builds only).
-func prefetchLabelsOf(ls labels.Labels) {
-	if d := labelsData(ls, nil); stringLabels && len(d) > 0 {
-		prefetch(uintptr(unsafe.Pointer(unsafe.StringData(d))), uintptr(len(d)))
-	}
-}
-
 // appendSeries scores the samples of item it, whose shard sh is locked. it.head is the first
 // entry with its hash's tag, looked up by appendShard before it scored the group (-1 if none):
 // usually the series itself, which then needs no second probe of the index. The batch's series
