@@ -38,6 +38,8 @@ type fakeProm struct {
 	queries []string
 	fail    func(q string) error
 	block   chan struct{} // when set, queries wait for it to be closed
+	// started, when set, is sent to (without waiting) as a query begins, before block.
+	started chan struct{}
 }
 
 type fakeSeries struct {
@@ -68,8 +70,14 @@ func metric(ls labels.Labels) prommodel.Metric {
 func (f *fakeProm) record(q string) error {
 	f.mu.Lock()
 	f.queries = append(f.queries, q)
-	fail, block := f.fail, f.block
+	fail, block, started := f.fail, f.block, f.started
 	f.mu.Unlock()
+	if started != nil {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+	}
 	if block != nil {
 		<-block
 	}
@@ -461,19 +469,34 @@ func TestSelector(t *testing.T) {
 }
 
 func TestSettingsChangedDuringBackfill(t *testing.T) {
-	fake := &fakeProm{series: []fakeSeries{{ls("__name__", "a"), daily(2, wave)}}, block: make(chan struct{})}
+	fake := &fakeProm{series: []fakeSeries{{ls("__name__", "a"), daily(2, wave)}}, block: make(chan struct{}), started: make(chan struct{}, 1)}
 	store, bf, _, _ := newTest(t, fake, Options{}, "")
 	require.NoError(t, store.Append(batchOf(ls("__name__", "a"), batch.Gauge, at(now, 1))))
+	// The settings change once the backfill has read them: its first query has begun. (Changed
+	// before that, the backfill would replay with the new ones and rightly keep its model.)
+	select {
+	case <-fake.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backfill did not query")
+	}
 	opts := storeOptions("")
 	opts.Settings[0].Sensitivity = 2
 	store.SetOptions(opts)
 	close(fake.block)
 	wait(t, bf)
-	// The history was replayed with the old settings: dropped, the series starts over.
+	fake.mu.Lock()
+	queries := len(fake.queries)
+	fake.mu.Unlock()
+	// The history was replayed with the old settings: the next sample drops it, and the series
+	// is backfilled again, with the new ones. (Its score right after that sample is a race
+	// between the two.)
 	require.NoError(t, store.Append(batchOf(ls("__name__", "a"), batch.Gauge, at(now.Add(time.Minute), 1))))
+	wait(t, bf)
+	require.Equal(t, 2.0, testutil.ToFloat64(bf.m.done), "backfilled again")
+	require.Len(t, fake.queries, 2*queries)
 	r, ok := store.Lookup(ls("__name__", "a"))
 	require.True(t, ok)
-	require.True(t, r.Learning)
+	require.False(t, r.Learning, "the second backfill's model, two days of history")
 }
 
 func TestNewAPIUsesHTTPConfig(t *testing.T) {
