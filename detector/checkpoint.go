@@ -569,8 +569,7 @@ func (s *Store) merge(staged *[numShards]shard) int {
 				if e.flags&flagInUse == 0 {
 					continue
 				}
-				ls := toBatchLabels(e.labels)
-				h := hashLabels(ls)
+				_, h, ls := s.locate(e.labels) // the shard is sh
 				if sh.lookup(h, ls) != nil {
 					continue
 				}

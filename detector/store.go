@@ -616,10 +616,7 @@ func (s *Store) Len() int { return int(s.series.Load()) }
 
 // Lookup returns the last result of a series and whether it has one; for tests and tools.
 func (s *Store) Lookup(lbls labels.Labels) (model.Result, bool) {
-	ls := make([]batch.Label, 0, lbls.Len())
-	lbls.Range(func(l labels.Label) { ls = append(ls, batch.Label{Name: l.Name, Value: l.Value}) })
-	h := hashLabels(ls)
-	sh := &s.shards[h>>(64-shardBits)]
+	sh, h, ls := s.locate(lbls)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.lookup(h, ls)
